@@ -1,0 +1,1 @@
+"""Measurement: pytest-benchmark suites against torch.matmul, GPU sweeps, and reports."""
