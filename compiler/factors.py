@@ -91,10 +91,13 @@ def to_exact(x) -> np.ndarray:
     if arr.dtype.kind != "O":
         raise FactorizationError(f"non-numeric coefficient array (dtype {arr.dtype})")
     flat = arr.ravel().tolist()
-    conv: dict = {}
-    for v in set(map(_hashable, flat)):
-        conv[v] = _to_fraction(v)
-    fr = [conv[_hashable(v)] for v in flat]
+    # Keyed by identity: exact arrays share a few Fraction objects, and hashing Fractions is slow.
+    # ``flat`` keeps every object alive, so the ids stay unique during the conversion.
+    conv: dict[int, Fraction] = {}
+    for v in flat:
+        if id(v) not in conv:
+            conv[id(v)] = _to_fraction(_hashable(v))
+    fr = [conv[id(v)] for v in flat]
     if all(q.denominator == 1 for q in conv.values()):
         return _readonly(np.array([int(q) for q in fr], dtype=np.int64).reshape(arr.shape))
     out = np.empty(len(fr), dtype=object)
