@@ -1,0 +1,58 @@
+"""Triton emitter: one level of a factorization → a Python module of ``@triton.jit`` kernels.
+
+The text comes from ``templates/triton_module.jinja`` (macros in ``triton_macros.jinja``) rendered
+with ``StrictUndefined``; this module only builds the render context (``compiler.gpu_lowering``)
+and names the result. The emitted module holds five kernels: ``<name>_combine_a`` / ``_combine_b``
+(streaming linear combinations), ``_combine_c`` (output combination), ``_product_gemm`` (leaf GEMM
+with the operand sums in its loads) and ``_fused_gemm`` (operand sums in the loads and w·acc into
+every c-block in the epilogue). Launching them is the kernels layer's job
+(``kernels/triton_backend.py``); this layer imports no triton.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from compiler.factors import Factorization
+from compiler.gpu_lowering import GpuProgram, lower
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class EmittedSource:
+    """A generated source file: its text, a file name that says what it holds, and the program it renders."""
+
+    text: str
+    filename: str
+    program: GpuProgram
+    backend: str
+
+    def write(self, folder: Path) -> Path:
+        """Write atomically into ``folder`` (a crash never leaves half a kernel file)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.filename
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.text)
+        tmp.replace(path)
+        return path
+
+
+@lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    """The one jinja2 environment of the GPU emitters: strict (a missing name is an error)."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
+def emit(f: Factorization | GpuProgram, name: str | None = None) -> EmittedSource:
+    """Render the Triton module of one level of ``f``; ``name`` overrides the kernel prefix."""
+    program = f if isinstance(f, GpuProgram) else lower(f, name)
+    text = environment().get_template("triton_module.jinja").render(p=program)
+    compile(text, program.name, "exec")  # the module must at least parse; fail here, not at launch
+    return EmittedSource(text, f"{program.name}_{program.digest[:12]}_triton.py", program, "triton")
