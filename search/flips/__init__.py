@@ -1,0 +1,13 @@
+"""Flip-graph local search (issue #7): compiled random walks over Z2 and ternary schemes.
+
+- ``kernel``: the numba inner loop (flips, reductions, plus transitions) on bitmask terms.
+- ``encoding``: ``Factorization`` <-> bitmask terms.
+- ``walker``: one walker with pools and restarts (``walk_search``, ``WalkConfig``).
+- ``parallel``: many walkers in processes (or Ray actors with ``--ray``).
+- ``objective``: rank-preserving walks that optimise a reward plugin (e.g. additions after CSE).
+"""
+
+from search.flips.encoding import decode, encode
+from search.flips.walker import WalkConfig, WalkResult, walk_search
+
+__all__ = ["WalkConfig", "WalkResult", "decode", "encode", "walk_search"]

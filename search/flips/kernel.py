@@ -1,0 +1,280 @@
+"""The compiled inner loop of the flip-graph walk (numba), over Z2 and over ternary coefficients.
+
+A scheme of rank R is held as two ``uint64`` arrays ``P`` and ``N`` of shape (capacity, 3): term
+``r`` is the rank-one tensor ``x_r ⊗ y_r ⊗ z_r`` with slot 0 = column r of U (bit ``a`` = row a),
+slot 1 = column of V, slot 2 = column of W. A ternary vector is the pair of bitmasks
+(``P`` = entries +1, ``N`` = entries -1); over Z2 only ``P`` is used and addition is XOR.
+
+Moves (Kauers & Moosbauer 2022; Arai, Ichikawa & Hukushima 2024):
+
+- flip: two terms that share a factor up to sign, ``x' = σx``:
+  ``x⊗y⊗z + x'⊗y'⊗z' = x⊗(y + εσy')⊗z + x'⊗y'⊗(z' - εz)`` (ε = ±1 chosen at random; both
+  slots that change are chosen at random); over the ternary walk a flip that would leave
+  {-1, 0, 1} is rejected, so every scheme visited is valid over Z.
+- reduction: a factor that vanishes drops its term; two terms that agree (up to sign) in two
+  slots merge into one: rank − 1 (− 2 when they cancel).
+- plus transition: ``x⊗y⊗z + x'⊗y'⊗z' = (x - x')⊗y⊗z + x'⊗(y - y')⊗z + x'⊗y'⊗(z + z')``:
+  rank + 1, taken after ``plateau`` flips without a reduction, to escape a plateau.
+
+Every move is an identity of tensors, so the sum of the terms (the matmul tensor) never changes;
+tests check this with ``Factorization.verify`` after walks of every kind.
+
+The random numbers are a xorshift64* stream held in a one-element array, so a walk is
+reproducible from its seed and costs no Python call per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_MUL = np.uint64(0x2545F4914F6CDD1D)
+_S12 = np.uint64(12)
+_S25 = np.uint64(25)
+_S27 = np.uint64(27)
+_S32 = np.uint64(32)
+_ZERO = np.uint64(0)
+
+# Result fields of ``walk`` (an int64 array, so one compiled signature serves every caller).
+OUT_RANK, OUT_FLIPS, OUT_REDUCTIONS, OUT_PLUS, OUT_ATTEMPTS = range(5)
+
+
+@njit(cache=True, inline="always")
+def _next(rng):
+    x = rng[0]
+    x ^= x >> _S12
+    x ^= x << _S25
+    x ^= x >> _S27
+    rng[0] = x
+    return x * _MUL
+
+
+@njit(cache=True, inline="always")
+def _below(rng, n):
+    """A random integer in [0, n) (n small: the modulo bias is below 2**-25)."""
+    return np.int64((_next(rng) >> _S32) % np.uint64(n))
+
+
+@njit(cache=True, inline="always")
+def _same(ap, an, bp, bn, mod2):
+    """+1 when a == b, -1 when a == -b (ternary only), 0 otherwise."""
+    if ap == bp and an == bn:
+        return 1
+    if not mod2 and ap == bn and an == bp:
+        return -1
+    return 0
+
+
+@njit(cache=True, inline="always")
+def _add(ap, an, bp, bn, sign, mod2):
+    """``a + sign·b``: returns (ok, p, n); ok is False when a ternary entry would leave {-1,0,1}."""
+    if mod2:
+        return True, ap ^ bp, _ZERO
+    if sign < 0:
+        bp, bn = bn, bp
+    if (ap & bp) != _ZERO or (an & bn) != _ZERO:
+        return False, _ZERO, _ZERO
+    return True, (ap & ~bn) | (bp & ~an), (an & ~bp) | (bn & ~ap)
+
+
+@njit(cache=True)
+def _remove(P, N, R, i, watch):
+    """Drop term i (the last term moves into its place); ``watch`` indices follow the move."""
+    last = R - 1
+    for t in range(3):
+        P[i, t] = P[last, t]
+        N[i, t] = N[last, t]
+        P[last, t] = _ZERO
+        N[last, t] = _ZERO
+    for w in range(watch.shape[0]):
+        if watch[w] == i:
+            watch[w] = -1
+        elif watch[w] == last:
+            watch[w] = i
+    return last
+
+
+@njit(cache=True)
+def _is_zero_term(P, N, i):
+    for t in range(3):
+        if P[i, t] == _ZERO and N[i, t] == _ZERO:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _settle(P, N, R, watch, mod2):
+    """Remove vanished terms among ``watch`` and merge them with terms equal in two slots.
+
+    Returns (R, reductions). A merge that would leave the ternary range is skipped.
+    """
+    reductions = 0
+    changed = True
+    while changed:
+        changed = False
+        for w in range(watch.shape[0]):
+            x = watch[w]
+            if x < 0:
+                continue
+            if _is_zero_term(P, N, x):
+                R = _remove(P, N, R, x, watch)
+                changed = True
+                break
+            for y in range(R):
+                if y == x:
+                    continue
+                s0 = _same(P[x, 0], N[x, 0], P[y, 0], N[y, 0], mod2)
+                s1 = _same(P[x, 1], N[x, 1], P[y, 1], N[y, 1], mod2)
+                s2 = _same(P[x, 2], N[x, 2], P[y, 2], N[y, 2], mod2)
+                eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
+                if eq < 2:
+                    continue
+                if eq == 3:
+                    if mod2 or s0 * s1 * s2 < 0:  # x + y == 0: both go
+                        hi, lo = (x, y) if x > y else (y, x)
+                        R = _remove(P, N, R, hi, watch)
+                        R = _remove(P, N, R, lo, watch)
+                        reductions += 1
+                        changed = True
+                        break
+                    continue  # x + y == 2x: not ternary
+                d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
+                # y = (s0·x0)⊗(s1·x1)⊗..., so x + y changes slot d by (product of the equal slots' signs)·y_d
+                sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
+                ok, np_, nn_ = _add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
+                if not ok:
+                    continue
+                P[x, d] = np_
+                N[x, d] = nn_
+                R = _remove(P, N, R, y, watch)
+                reductions += 1
+                changed = True
+                break
+            if changed:
+                break
+    return R, reductions
+
+
+@njit(cache=True)
+def _flip(P, N, R, rng, mod2):
+    """One random flip; returns the two changed terms (r, s), or (-1, -1) when the sample admits none."""
+    r = _below(rng, R)
+    t = _below(rng, 3)
+    # reservoir-sample a partner s sharing slot t with r (up to sign)
+    s = -1
+    sig = 0
+    count = 0
+    rp = P[r, t]
+    rn = N[r, t]
+    for q in range(R):
+        if q == r:
+            continue
+        e = _same(rp, rn, P[q, t], N[q, t], mod2)
+        if e != 0:
+            count += 1
+            if _below(rng, count) == 0:
+                s = q
+                sig = e
+    if s < 0:
+        return -1, -1
+    bits = _below(rng, 4)
+    u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
+    v = 3 - t - u  # slot that shrinks on s
+    eps = 1 if (bits & 2) == 0 else -1
+    for attempt in range(2):
+        ok1, yp, yn = _add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
+        ok2, zp, zn = _add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
+        if ok1 and ok2:
+            P[r, u] = yp
+            N[r, u] = yn
+            P[s, v] = zp
+            N[s, v] = zn
+            return r, s
+        if mod2:
+            break
+        eps = -eps
+    return -1, -1
+
+
+@njit(cache=True)
+def _plus(P, N, R, rng, mod2, tries):
+    """One plus transition (rank + 1) on a random pair of terms; returns the new rank."""
+    for _ in range(tries):
+        r = _below(rng, R)
+        s = _below(rng, R)
+        if r == s:
+            continue
+        a = _below(rng, 3)
+        b = (a + 1 + _below(rng, 2)) % 3
+        c = 3 - a - b
+        # x⊗y⊗z + x'⊗y'⊗z' = (x - x')⊗y⊗z + x'⊗(y - y')⊗z + x'⊗y'⊗(z + z')  (slots a, b, c)
+        ok1, p1, n1 = _add(P[r, a], N[r, a], P[s, a], N[s, a], -1, mod2)
+        ok2, p2, n2 = _add(P[r, b], N[r, b], P[s, b], N[s, b], -1, mod2)
+        ok3, p3, n3 = _add(P[r, c], N[r, c], P[s, c], N[s, c], 1, mod2)
+        if not (ok1 and ok2 and ok3):
+            continue
+        if (p1 == _ZERO and n1 == _ZERO) or (p2 == _ZERO and n2 == _ZERO) or (p3 == _ZERO and n3 == _ZERO):
+            continue
+        # new term R: x'⊗(y - y')⊗z
+        P[R, a] = P[s, a]
+        N[R, a] = N[s, a]
+        P[R, b] = p2
+        N[R, b] = n2
+        P[R, c] = P[r, c]
+        N[R, c] = N[r, c]
+        # r: (x - x')⊗y⊗z ; s: x'⊗y'⊗(z + z')
+        P[r, a] = p1
+        N[r, a] = n1
+        P[s, c] = p3
+        N[s, c] = n3
+        return R + 1
+    return R
+
+
+@njit(cache=True)
+def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
+    """Random walk in place until the rank is at most ``stop_rank`` or ``max_flips`` flips are done.
+
+    ``plateau`` flips without a reduction trigger a plus transition while the rank is below
+    ``max_rank`` (``max_rank <= R`` disables them). ``P``/``N`` need ``max_rank + 1`` rows.
+    Fills ``out`` (see OUT_*) and returns the final rank.
+    """
+    watch = np.empty(2, np.int64)
+    flips = 0
+    attempts = 0
+    reductions = 0
+    plus = 0
+    since = 0
+    while R > stop_rank and flips < max_flips:
+        attempts += 1
+        r, s = _flip(P, N, R, rng, mod2)
+        if r < 0:
+            if attempts > 64 * (flips + 16):  # no flip exists (e.g. the naive <1,1,1>)
+                break
+            continue
+        flips += 1
+        since += 1
+        watch[0] = r
+        watch[1] = s
+        R2, red = _settle(P, N, R, watch, mod2)
+        if R2 < R:
+            reductions += red
+            since = 0
+        R = R2
+        if since >= plateau and R < max_rank:
+            R2 = _plus(P, N, R, rng, mod2, 16)
+            if R2 > R:
+                plus += 1
+                R = R2
+                # the new terms may already reduce with others: settle them
+                watch[0] = R - 1
+                watch[1] = -1
+                R, red = _settle(P, N, R, watch, mod2)
+                reductions += red
+            since = 0
+    out[OUT_RANK] = R
+    out[OUT_FLIPS] = flips
+    out[OUT_REDUCTIONS] = reductions
+    out[OUT_PLUS] = plus
+    out[OUT_ATTEMPTS] = attempts
+    return R
