@@ -15,3 +15,11 @@ __all__ = [
     "cyclic", "direct_sum", "kron", "load", "matmul_tensor", "naive", "parse_shape", "permute_shape",
     "save", "transpose",
 ]
+
+# compiler layer (issue #3): IR, lowering, CSE, schedules; ``compile`` is imported lazily (torch)
+from compiler.cse import cse_program  # noqa: E402
+from compiler.ir import IRError, Node, Program  # noqa: E402
+from compiler.lower import lower, lower_levels  # noqa: E402
+from compiler.schedule import Schedule, make_schedule  # noqa: E402
+
+__all__ += ["IRError", "Node", "Program", "Schedule", "cse_program", "lower", "lower_levels", "make_schedule"]

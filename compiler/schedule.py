@@ -1,0 +1,348 @@
+"""Schedules: how one level of a ``Program`` runs, as data that the emitters render.
+
+A schedule is a flat list of steps over *buffer references* (``Ref``):
+
+- ``Ref("a", q)`` / ``Ref("b", q)`` / ``Ref("c", q)``: block ``q`` (row-major) of the operand or
+  result, a strided view (never copied);
+- ``Ref("wa"|"wb"|"wc", s)``: workspace slot ``s`` of a-block, b-block or c-block size;
+- ``Ref("S"|"T"|"P", r)``: the r-th matrix of the stacked left operands, right operands and
+  products (streaming schedule only).
+
+Steps:
+
+- ``Combine(dst, terms, accumulate)``: ``dst (= | +=) Σ coef·src``, exact ``Fraction`` coefficients;
+- ``Product(dst, lhs, rhs, alpha, accumulate, index)``: ``dst (= | +=) alpha·(lhs @ rhs)``, the
+  leaf (or the next level) of product ``M_{index+1}``; ``accumulate`` lets a BLAS leaf fuse the
+  output addition into the GEMM (``beta = 1``), so that side costs no separate pass;
+- ``BatchedProduct()``: ``P = S @ T`` for all products at once (streaming schedule).
+
+Two kinds, both with a ``MemoryPlan`` (slot counts; workspace is allocated once per level by the
+caller, never inside the recursion):
+
+- ``materialized(program)``: products one after another; each combination (shared temporaries
+  included) is written once into a workspace slot that is reused as soon as it is dead; each
+  product is accumulated straight into the output blocks (fused when it has one consumer).
+  Workspace: a few blocks, independent of the rank.
+- ``streaming(program)``: one sweep over the input blocks forms every left (and right) operand
+  into the stacked buffers S (T), one batched product computes all of P, one sweep over P forms
+  the outputs. Workspace: R blocks per side, but one batched call per level: level ℓ+1 runs on
+  the stack of level ℓ, so L levels cost L batched calls instead of R^L.
+
+Public API: ``Ref``, ``Term``, ``Combine``, ``Product``, ``BatchedProduct``, ``MemoryPlan``,
+``Schedule``, ``materialized``, ``streaming``, ``make_schedule(program, kind)``, ``KINDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Union
+
+from compiler.ir import IRError, Node, Program, topo_order
+
+KINDS = ("materialized", "streaming")
+
+
+@dataclass(frozen=True)
+class Ref:
+    space: str  # a, b, c (views); wa, wb, wc (workspace slots); S, T, P (stacked)
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.space}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Term:
+    src: Ref
+    coef: Fraction
+
+
+@dataclass(frozen=True)
+class Combine:
+    dst: Ref
+    terms: tuple[Term, ...]
+    accumulate: bool = False
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Product:
+    dst: Ref
+    lhs: Ref
+    rhs: Ref
+    alpha: Fraction
+    accumulate: bool
+    index: int
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class BatchedProduct:
+    comment: str = ""
+
+
+Step = Union[Combine, Product, BatchedProduct]
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Workspace slots per space; ``stacked``: S, T, P hold R blocks each (streaming)."""
+
+    wa: int
+    wb: int
+    wc: int
+    stacked: bool
+    rank: int
+
+    def elements(self, bm: int, bk: int, bn: int, batch: int = 1) -> int:
+        """Workspace elements for blocks bm×bk (a), bk×bn (b), bm×bn (c) at one level."""
+        per = self.wa * bm * bk + self.wb * bk * bn + self.wc * bm * bn
+        if self.stacked:
+            per += self.rank * (bm * bk + bk * bn + bm * bn)
+        return per * batch
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str
+    program: Program
+    steps: tuple[Step, ...]
+    plan: MemoryPlan
+    comments: dict = field(default_factory=dict, compare=False)  # product index / output row → text
+
+
+class _Slots:
+    def __init__(self, space: str):
+        self.space, self.free, self.peak = space, [], 0
+
+    def take(self) -> Ref:
+        if self.free:
+            self.free.sort()
+            return Ref(self.space, self.free.pop(0))
+        self.peak += 1
+        return Ref(self.space, self.peak - 1)
+
+    def give(self, ref: Ref) -> None:
+        self.free.append(ref.index)
+
+
+def _block_ref(node: Node, program: Program) -> Ref:
+    n, m, p = program.shape
+    cols = m if node.side == "a" else p
+    return Ref(node.side, node.index[0] * cols + node.index[1])
+
+
+def _strip_scale(node: Node) -> tuple[Node, Fraction]:
+    """A single-term combination ``c·x`` is ``x`` with a scale folded into its user."""
+    scale = Fraction(1)
+    while node.op == "lin" and len(node.args) == 1:
+        scale *= node.coefs[0]
+        node = node.args[0]
+    return node, scale
+
+
+def _ordered_terms(terms: list[Term]) -> tuple[Term, ...]:
+    """Put a coefficient-1 term first when there is one: ``torch.add(x, y, alpha=c, out=dst)``."""
+    ones = [t for t in terms if t.coef == 1]
+    if ones:
+        first = ones[0]
+        return (first,) + tuple(t for t in terms if t is not first)
+    return tuple(terms)
+
+
+def product_comments(program: Program) -> dict:
+    """One readable line per product (``M3 = (a11 - a21) * (b22 - b12)``) and per output."""
+    lines = program.describe().splitlines()[1:]
+    out: dict = {}
+    for line in lines:
+        name = line.split(" = ", 1)[0]
+        if name.startswith("M"):
+            out[("M", int(name[1:]) - 1)] = line
+        elif name.startswith("c"):
+            out[("c", name)] = line
+        else:
+            out[("t", name)] = line
+    return out
+
+
+def materialized(program: Program) -> Schedule:
+    """Products in order; combinations in reusable workspace; fused accumulation into c-blocks."""
+    n, m, p = program.shape
+    steps: list[Step] = []
+    names = program.names()
+    slots = {s: _Slots("w" + s) for s in ("a", "b", "c")}
+    value: dict[Node, tuple[Ref, Fraction]] = {}
+    # last product that needs each a/b-side node (to free its slot after that product)
+    last_use: dict[Node, int] = {}
+    for r, prod in enumerate(program.products):
+        for node in topo_order(prod.args):
+            last_use[node] = r
+
+    def ensure(node: Node) -> tuple[Ref, Fraction]:
+        if node in value:
+            return value[node]
+        base, scale = _strip_scale(node)
+        if base is not node:
+            ref, s2 = ensure(base)
+            value[node] = (ref, scale * s2)
+            return value[node]
+        if node.op == "input":
+            value[node] = (_block_ref(node, program), Fraction(1))
+            return value[node]
+        terms = []
+        for a, c in node.terms:
+            ref, s = ensure(a)
+            terms.append(Term(ref, c * s))
+        dst = slots[node.side].take()
+        steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" =")))
+        value[node] = (dst, Fraction(1))
+        return value[node]
+
+    # c side: consumers of every product / c-side combination, and each combination's buffer
+    out_rows: dict[Node, list[int]] = {}
+    for row, o in enumerate(program.outputs):
+        out_rows.setdefault(o, []).append(row)
+    c_nodes = [x for x in program.nodes() if x.op == "lin" and x.side == "c"]
+    consumers: dict[Node, list[tuple[Node, Fraction]]] = {}
+    for x in c_nodes:
+        for a, c in x.terms:
+            consumers.setdefault(a, []).append((x, c))
+    sink: dict[Node, Ref] = {}
+    started: set[Node] = set()
+    remaining = {x: len(x.args) for x in c_nodes}
+    for o, rows in out_rows.items():
+        if o.op == "mul":  # an output that is exactly one product: a pseudo-consumer with coef 1
+            consumers.setdefault(o, []).append((o, Fraction(1)))
+            remaining[o] = 1
+        sink[o] = Ref("c", rows[0])
+
+    def buf(x: Node) -> Ref:
+        if x not in sink:
+            sink[x] = slots["c"].take()
+        return sink[x]
+
+    def contributed(x: Node) -> None:
+        started.add(x)
+        remaining[x] -= 1
+        if remaining[x] == 0:
+            for y, c in consumers.get(x, []) if x.op == "lin" else []:
+                steps.append(Combine(buf(y), (Term(buf(x), c),), y in started))
+                contributed(y)
+            if x not in out_rows:
+                slots["c"].give(sink[x])
+
+    for r, prod in enumerate(program.products):
+        (lref, ls), (rref, rs) = ensure(prod.args[0]), ensure(prod.args[1])
+        users = consumers.get(prod, [])
+        if not users:
+            raise IRError(f"{program.name}: product M{r + 1} is used by no output")
+        fresh = [(x, c) for x, c in users if x not in started]
+        if len(users) == 1 or fresh:
+            x0, c0 = fresh[0] if fresh else users[0]
+            steps.append(Product(buf(x0), lref, rref, c0 * ls * rs, x0 in started, r))
+            contributed(x0)
+            for y, c in users:
+                if y is not x0:
+                    steps.append(Combine(buf(y), (Term(buf(x0), c / c0),), y in started))
+                    contributed(y)
+        else:
+            tmp = slots["c"].take()
+            steps.append(Product(tmp, lref, rref, ls * rs, False, r))
+            for y, c in users:
+                steps.append(Combine(buf(y), (Term(tmp, c),), y in started))
+                contributed(y)
+            slots["c"].give(tmp)
+        for node in (prod.args[0], prod.args[1]):
+            for dep in topo_order([node]):
+                if last_use.get(dep) == r and dep in value and value[dep][0].space.startswith("w") \
+                        and _strip_scale(dep)[0] is dep:
+                    slots[dep.side].give(value[dep][0])
+                    last_use.pop(dep)
+    for o, rows in out_rows.items():  # identical output blocks: copy
+        for row in rows[1:]:
+            steps.append(Combine(Ref("c", row), (Term(Ref("c", rows[0]), Fraction(1)),), False))
+    plan = MemoryPlan(slots["a"].peak, slots["b"].peak, slots["c"].peak, False, program.rank)
+    return Schedule("materialized", program, tuple(steps), plan, product_comments(program))
+
+
+def streaming(program: Program) -> Schedule:
+    """All operands stacked in one sweep, one batched product, all outputs in one sweep."""
+    steps: list[Step] = []
+    names = program.names()
+    slots = {s: _Slots("w" + s) for s in ("a", "b", "c")}
+    value: dict[Node, tuple[Ref, Fraction]] = {}
+    operand_of: dict[tuple[str, Node], int] = {}
+
+    for side, stack in (("a", "S"), ("b", "T")):
+        k = 0 if side == "a" else 1
+        operands = [prod.args[k] for prod in program.products]
+        # shared temporaries first (each written once), in dependency order
+        order = topo_order(operands)
+        nested = {a for x in order if x.op == "lin" for a in x.args}
+        for node in order:
+            base, _ = _strip_scale(node)
+            if node.op != "lin" or base is not node or node not in nested:
+                continue
+            terms = []
+            for a, c in node.terms:
+                ref, s = _value(a, value, program)
+                terms.append(Term(ref, c * s))
+            dst = slots[side].take()
+            steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" =")))
+            value[node] = (dst, Fraction(1))
+        for r, node in enumerate(operands):
+            base, scale = _strip_scale(node)
+            if base.op == "lin":
+                terms = []
+                for a, c in base.terms:
+                    ref, s = _value(a, value, program)
+                    terms.append(Term(ref, scale * c * s))
+            else:
+                ref, s = _value(base, value, program)
+                terms = [Term(ref, scale * s)]
+            steps.append(Combine(Ref(stack, r), _ordered_terms(terms), False))
+            operand_of[(side, node)] = r
+    steps.append(BatchedProduct("P[r] = S[r] @ T[r] for every product r"))
+    for r, prod in enumerate(program.products):
+        value[prod] = (Ref("P", r), Fraction(1))
+    out_rows: dict[Node, list[int]] = {}
+    for row, o in enumerate(program.outputs):
+        out_rows.setdefault(o, []).append(row)
+    for node in topo_order(program.outputs):
+        if node.op != "lin" or node.side != "c":
+            continue
+        terms = []
+        for a, c in node.terms:
+            ref, s = value[a]
+            terms.append(Term(ref, c * s))
+        dst = Ref("c", out_rows[node][0]) if node in out_rows else slots["c"].take()
+        steps.append(Combine(dst, _ordered_terms(terms), False))
+        value[node] = (dst, Fraction(1))
+    for o, rows in out_rows.items():
+        ref, s = value[o]
+        for row in rows:
+            if ref != Ref("c", row):
+                steps.append(Combine(Ref("c", row), (Term(ref, s),), False))
+    plan = MemoryPlan(slots["a"].peak, slots["b"].peak, slots["c"].peak, True, program.rank)
+    return Schedule("streaming", program, tuple(steps), plan, product_comments(program))
+
+
+def _value(node: Node, value: dict, program: Program) -> tuple[Ref, Fraction]:
+    if node in value:
+        return value[node]
+    base, scale = _strip_scale(node)
+    if base.op == "input":
+        return _block_ref(base, program), scale
+    if base in value:
+        ref, s = value[base]
+        return ref, s * scale
+    raise IRError(f"{program.name}: {node!r} used before it is computed")
+
+
+def make_schedule(program: Program, kind: str = "materialized") -> Schedule:
+    if kind == "materialized":
+        return materialized(program)
+    if kind == "streaming":
+        return streaming(program)
+    raise ValueError(f"unknown schedule kind {kind!r}; known: {', '.join(KINDS)}")
