@@ -92,8 +92,13 @@ class AdditionsReward:
             fn = getattr(cse, nm, None)
             if callable(fn):
                 return fn
-        raise RewardError(f"compiler.cse provides none of {names}: the 'additions' reward cannot count "
-                          "additions after CSE yet")
+        if not self.counter and callable(getattr(cse, "cse_counts", None)):
+            # The compiler's API: lower the factorization to its IR program, then
+            # cse_counts(program) -> (additions before, additions after CSE).
+            lower = importlib.import_module("compiler.lower").lower
+            return lambda f: cse.cse_counts(lower(f))[1]
+        raise RewardError(f"compiler.cse provides none of {names} nor cse_counts: the 'additions' reward "
+                          "cannot count additions after CSE yet")
 
     def __call__(self, f: Factorization) -> float:
         n = self._count()(f)

@@ -50,13 +50,11 @@ def test_additions_reward_uses_compiler_cse_or_says_why():
         with pytest.raises(RewardError, match="compiler.cse"):
             r(STRASSEN)
         return
-    try:
-        v_s, v_n = r(STRASSEN), r(naive(2, 2, 2))
-    except RewardError as e:  # the compiler's CSE exists but has no counting function yet
-        assert "compiler.cse" in str(e)
-        return
-    # Strassen needs 18 additions without CSE; the naive algorithm 4; both are non-positive rewards.
-    assert v_s <= 0 and v_n <= 0 and v_n > v_s
+    # Known counts (published): Strassen 18 additions, Winograd's variant 15 (with its shared
+    # sums, which the CSE must find), the naive <2,2,2> 4 (one per output entry).
+    assert r(STRASSEN) == -18.0
+    assert r(library_algorithm("winograd")) == -15.0
+    assert r(naive(2, 2, 2)) == -4.0
 
 
 def test_additions_reward_with_stub_counter(monkeypatch):
