@@ -12,9 +12,10 @@ into n×p (row-major block names, DESIGN.md). Every GPU kernel that fastmm emits
 This module turns a ``Factorization`` into a ``GpuProgram``: plain frozen data (which blocks to
 load, one ``Assign`` per product operand / output block / shared temporary, exact ``Fraction``
 coefficients with their literal text). The templates hold all kernel text; this module holds the
-decisions. Temporaries shared between several combinations come from ``compiler.cse`` when it is
-importable (the compiler issue's pass); without it each combination is written out in full, which
-is correct and only costs additions.
+decisions. It reads the compiler's IR (``compiler.ir``, lowered by ``compiler.lower``): the shared
+temporaries that ``compiler.cse`` found become local variables of the combination kernels (Winograd's
+15 additions), while the fused GEMM's operand loads use each product's expanded combination (a
+temporary shared between products cannot be shared inside one product's K-loop).
 
 Coefficients must be exact in floating point for the emitted literals to be exact: dyadic
 rationals (1/2, 1/8, AlphaTensor's) are; anything else is written as a quotient and flagged.
@@ -24,9 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
 
 from compiler.factors import Factorization
+from compiler.ir import Node, Program, expand, inp
 
 GENERATOR_VERSION = "fastmm-gpu-emit 1"
 
@@ -194,52 +195,74 @@ def _blocks(letter: str, rows: int, cols: int) -> list[Block]:
             for i in range(rows) for j in range(cols)]
 
 
-def _column_terms(column: Sequence, blocks: Sequence[Block]) -> tuple[Term, ...]:
-    return tuple(Term(Fraction(c), blk.var, blk.name) for c, blk in zip(column, blocks) if c != 0)
+def lower(f: Factorization, name: str | None = None, cse: bool = True) -> GpuProgram:
+    """One level of ``f`` as a ``GpuProgram``, through the compiler's IR (and its CSE unless ``cse=False``).
 
-
-def lower(f: Factorization, name: str | None = None) -> GpuProgram:
-    """One level of ``f`` as a ``GpuProgram`` (refuses mod-2 schemes: they compute no real product)."""
-    f.require_real()
-    n, m, p = f.shape
-    R = f.rank
-    a_blocks, b_blocks, c_blocks = _blocks("a", n, m), _blocks("b", m, p), _blocks("c", n, p)
-    products = []
-    for r in range(R):
-        a_terms = _column_terms(f.U[:, r], a_blocks)
-        b_terms = _column_terms(f.V[:, r], b_blocks)
-        a_loads = tuple(blk for c, blk in zip(f.U[:, r], a_blocks) if c != 0)
-        b_loads = tuple(blk for c, blk in zip(f.V[:, r], b_blocks) if c != 0)
-        uses = tuple(Use(c_blocks[q], Fraction(f.W[q, r])) for q in range(n * p) if f.W[q, r] != 0)
-        products.append(Product(r, f"m_{r}", f"M{r + 1}", a_terms, b_terms, a_loads, b_loads, uses))
-    prod_terms = [Term(Fraction(1), pr.var, pr.name) for pr in products]
-
-    def side(letter, grid, blocks, results_terms, result_vars, result_names):
-        results = tuple(Assign(v, nm, terms, i) for i, (v, nm, terms) in
-                        enumerate(zip(result_vars, result_names, results_terms)))
-        temps, results = _share(letter, results)
-        used = {t.var for a in temps + results for t in a.terms}
-        return Side(letter, grid, tuple(b for b in blocks if b.var in used), temps, results)
-
-    a = side("a", (n, m), a_blocks, [pr.a_terms for pr in products],
-             [f"s_{r}" for r in range(R)], [f"S{r + 1}" for r in range(R)])
-    b = side("b", (m, p), b_blocks, [pr.b_terms for pr in products],
-             [f"t_{r}" for r in range(R)], [f"T{r + 1}" for r in range(R)])
-    c_terms = [tuple(Term(Fraction(f.W[q, r]), prod_terms[r].var, prod_terms[r].name)
-                     for r in range(R) if f.W[q, r] != 0) for q in range(n * p)]
-    c = side("c", (n, p), [Block(pr.var, pr.name, 0, pr.index) for pr in products], c_terms,
-             [blk.var for blk in c_blocks], [blk.name for blk in c_blocks])
-    src = f.provenance.source or f.provenance.method or "unknown"
-    exact = all(_dyadic(Fraction(x)) for x in f.coefficients())
-    return GpuProgram(name or identifier(f.label()), f.label(), f.digest, f.shape, R, f.nnz, src,
-                      GENERATOR_VERSION, a, b, c, tuple(products), tuple(c_blocks), exact)
-
-
-def _share(letter: str, results: tuple[Assign, ...]) -> tuple[tuple[Assign, ...], tuple[Assign, ...]]:
-    """Hook for common-subexpression elimination across the combinations of one stage.
-
-    Today every combination is written out in full (no shared temporaries); the compiler's CSE pass
-    plugs in here when it lands, and the templates already render ``temps`` before ``results``.
+    Refuses mod-2 schemes (they compute no real product). Products that the IR merges or drops
+    (duplicates, zero columns) are merged or dropped here too: the program's rank is the IR's.
     """
-    return (), results
+    from compiler.lower import lower as lower_ir
+    program = lower_ir(f)
+    if cse:
+        from compiler.cse import cse_program
+        program = cse_program(program)
+    src = f.provenance.source or f.provenance.method or "unknown"
+    return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src)
 
+
+def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], source: str) -> GpuProgram:
+    """The render context of an IR ``Program`` (see ``compiler.ir``): loads, temporaries, results, products."""
+    n, m, p = program.shape
+    grids = {"a": (n, m), "b": (m, p), "c": (n, p)}
+    blocks = {side: _blocks(side, *grids[side]) for side in grids}
+    names = program.names()
+    var: dict[Node, str] = {}
+    for side in ("a", "b"):
+        for blk in blocks[side]:
+            var[inp(side, blk.row, blk.col)] = blk.var
+    prod_blocks = []
+    for r, prod in enumerate(program.products):
+        var[prod] = f"m_{r}"
+        prod_blocks.append(Block(f"m_{r}", f"M{r + 1}", 0, r))
+    for side in ("a", "b", "c"):
+        for node in program.temporaries(side):
+            var[node] = f"tmp_{names[node]}"
+
+    def terms(node: Node) -> tuple[Term, ...]:
+        if node in var:  # an input, a product or a shared temporary: a single unit term
+            return (Term(Fraction(1), var[node], names[node]),)
+        return definition(node)
+
+    def definition(node: Node) -> tuple[Term, ...]:
+        return tuple(Term(Fraction(c), var[a], names[a]) for a, c in node.terms)
+
+    def expanded(node: Node, by_leaf: dict[Node, Block]) -> tuple[tuple[Term, ...], tuple[Block, ...]]:
+        leaves = sorted(expand(node).items(), key=lambda t: t[0].key)
+        return (tuple(Term(Fraction(c), by_leaf[lf].var, by_leaf[lf].name) for lf, c in leaves),
+                tuple(by_leaf[lf] for lf, _ in leaves))
+
+    def side(letter: str, grid, leaves: list[Block], results: list[tuple[str, str, Node]]) -> Side:
+        temps = tuple(Assign(var[t], names[t], definition(t), -1) for t in program.temporaries(letter))
+        res = tuple(Assign(v, nm, terms(node), i) for i, (v, nm, node) in enumerate(results))
+        used = {t.var for asg in temps + res for t in asg.terms}
+        return Side(letter, grid, tuple(b for b in leaves if b.var in used), temps, res)
+
+    R = program.rank
+    a = side("a", (n, m), blocks["a"], [(f"s_{r}", f"S{r + 1}", pr.args[0]) for r, pr in enumerate(program.products)])
+    b = side("b", (m, p), blocks["b"], [(f"t_{r}", f"T{r + 1}", pr.args[1]) for r, pr in enumerate(program.products)])
+    c = side("c", (n, p), prod_blocks, [(blk.var, blk.name, out) for blk, out in zip(blocks["c"], program.outputs)])
+
+    a_leaf = {inp("a", blk.row, blk.col): blk for blk in blocks["a"]}
+    b_leaf = {inp("b", blk.row, blk.col): blk for blk in blocks["b"]}
+    uses: dict[Node, list[Use]] = {pr: [] for pr in program.products}
+    for blk, out in zip(blocks["c"], program.outputs):
+        for leaf, coef in sorted(expand(out).items(), key=lambda t: t[0].key):
+            uses[leaf].append(Use(blk, Fraction(coef)))
+    products = []
+    for r, pr in enumerate(program.products):
+        a_terms, a_loads = expanded(pr.args[0], a_leaf)
+        b_terms, b_loads = expanded(pr.args[1], b_leaf)
+        products.append(Product(r, f"m_{r}", f"M{r + 1}", a_terms, b_terms, a_loads, b_loads, tuple(uses[pr])))
+    coefs = {Fraction(c) for node in program.nodes() if node.op == "lin" for c in node.coefs}
+    return GpuProgram(name, label, program.digest, program.shape, R, nnz, source, GENERATOR_VERSION,
+                      a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs))
