@@ -1,3 +1,15 @@
-"""fastmm runtime: ``fastmm.matmul(a, b)``, a drop-in for ``torch.matmul`` (see the runtime issue)."""
+"""fastmm runtime: ``fastmm.matmul(a, b)``, a drop-in for ``torch.matmul`` that runs the fastest correct plan.
+
+- ``matmul(a, b, *, algorithm=None, levels=None, backend=None)``: torch.matmul's semantics.
+- ``explain(a, b)``: which plan would run, and why.
+- ``tune(a, b)``: measure the candidates and cache the winner (or set ``FASTMM_AUTOTUNE=1``).
+"""
 
 __version__ = "0.1.0"
+
+from fastmm.planner import DEFAULT_CONFIG, PlannerConfig  # noqa: E402
+from fastmm.plans import Plan, TileConfig  # noqa: E402
+from fastmm.runtime import Explanation, TuneResult, explain, matmul, tune  # noqa: E402
+
+__all__ = ["DEFAULT_CONFIG", "Explanation", "Plan", "PlannerConfig", "TileConfig", "TuneResult", "explain",
+           "matmul", "tune", "__version__"]

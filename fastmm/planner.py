@@ -1,0 +1,225 @@
+"""The planner: a flat list of candidates, the vendor plan always among them, ranked by cost.
+
+For one problem (device, dtype, precision mode, shapes) the planner
+
+1. lists candidates: ``TORCH_MATMUL`` plus every (factorization × levels × schedule × backend ×
+   tile) the device supports (``fastmm.backends.available``);
+2. refuses candidates whose predicted error growth exceeds the dtype's bound
+   (``fastmm.accuracy``) or whose leaf GEMMs would be smaller than ``min_leaf``;
+3. ranks the rest with the cost model (``fastmm.cost``), or takes the measured winner from the
+   tuning cache when there is one (``fastmm.tune`` / ``FASTMM_AUTOTUNE=1``).
+
+A fast plan is chosen only when it is predicted to beat torch.matmul by ``margin``: the model is
+calibrated, not exact, and a user must never regret calling fastmm.matmul.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from compiler.factors import Factorization
+from fastmm import accuracy, backends
+from fastmm.cost import DeviceCost, default_cost, plan_time
+from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
+
+FAST_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Everything the planner decides with; pass a modified copy instead of patching globals."""
+
+    # Library algorithms tried by default (names for compiler.library.library_algorithm).
+    algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
+    max_levels: int = 3
+    schedules: tuple[str, ...] = ("materialized",)
+    # Leaf GEMMs below this dimension lose more to BLAS inefficiency and per-op overhead than
+    # they save (cost model: on the development CPU a 256³ GEMM runs at ~50 % of peak).
+    min_leaf: int = 256
+    # Fast reject before any planning: if any core dimension of the product is below this, the
+    # call goes to torch.matmul directly. Chosen from the cost model's crossover on the
+    # development CPU (no plan is predicted to win below N ≈ 2900 in fp32; see
+    # ``crossover()``), with a factor-2 safety margin, and low enough for GPUs.
+    reject_below: int = 1024
+    # A fast plan must be predicted this much faster than torch.matmul to be chosen.
+    margin: float = 0.05
+    # None: follow the environment variable FASTMM_AUTOTUNE (1 = measure on a cache miss).
+    autotune: bool | None = None
+    cost: DeviceCost | None = None        # None: the calibrated defaults for the device kind
+
+    def autotune_enabled(self) -> bool:
+        if self.autotune is not None:
+            return self.autotune
+        return os.environ.get("FASTMM_AUTOTUNE", "0") not in ("", "0", "false", "False")
+
+
+DEFAULT_CONFIG = PlannerConfig()
+
+
+def precision_mode(device: torch.device) -> str:
+    """The fp32 matmul precision torch is using now (part of every cache key)."""
+    mode = torch.get_float32_matmul_precision()
+    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        mode = "tf32"
+    return mode
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One product after lowering: ``batch`` × (n, k) @ (k, p)."""
+
+    n: int
+    k: int
+    p: int
+    batch: int
+    dtype: torch.dtype
+    device: torch.device
+    precision: str
+    strides_a: tuple[int, ...] = ()
+    strides_b: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, a: torch.Tensor, b: torch.Tensor) -> "Problem":
+        """From canonical operands (2-D, or 3-D with equal batch; see fastmm.semantics)."""
+        batch = a.shape[0] if a.dim() == 3 else 1
+        return cls(a.shape[-2], a.shape[-1], b.shape[-1], batch, a.dtype, a.device,
+                   precision_mode(a.device), tuple(a.stride()), tuple(b.stride()))
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.batch * self.n * self.k * self.p
+
+
+@dataclass(frozen=True)
+class Scored:
+    plan: Plan
+    predicted_s: float            # cost-model seconds (inf when refused)
+    refused: str | None = None    # why the plan may not run here
+    measured_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    reason: str
+    candidates: tuple[Scored, ...] = field(default=())
+
+
+@functools.lru_cache(maxsize=64)
+def _library(name: str) -> Factorization:
+    from compiler.library import library_algorithm
+    return library_algorithm(name)
+
+
+def resolve_algorithm(algorithm) -> Factorization:
+    """A Factorization from a Factorization, a factor-file path, or a library name."""
+    if isinstance(algorithm, Factorization):
+        return algorithm.require_real()
+    text = os.fspath(algorithm)
+    if os.path.exists(text):
+        from compiler.formats import load
+        found = load(text)
+        if not found:
+            raise ValueError(f"{text}: no factorization in file")
+        return min(found, key=lambda f: f.rank).require_real()
+    return _library(text).require_real()
+
+
+def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
+               levels: int | None = None, backend: str | None = None) -> list[Plan]:
+    """The flat candidate list; the vendor plan first (unless a specific plan was asked for)."""
+    out: list[Plan] = []
+    if algorithm is None and levels is None and backend is None:
+        out.append(TORCH_MATMUL)
+    if problem.dtype not in FAST_DTYPES:
+        return out or [TORCH_MATMUL]
+    algos = [resolve_algorithm(algorithm)] if algorithm is not None else [
+        _library(name) for name in config.algorithms]
+    names = backends.available(problem.device)
+    if backend is not None:
+        names = tuple(x for x in names if x == backend)
+    level_range = [levels] if levels is not None else range(1, config.max_levels + 1)
+    for f in algos:
+        for name in names:
+            for lv in level_range:
+                for schedule in config.schedules:
+                    out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, TileConfig(), f))
+    return out
+
+
+def score(plan: Plan, problem: Problem, config: PlannerConfig, cost: DeviceCost, forced: bool = False) -> Scored:
+    itemsize = torch.empty((), dtype=problem.dtype).element_size()
+    t = plan_time(plan, problem.n, problem.k, problem.p, cost, itemsize, problem.batch)
+    if plan.is_vendor:
+        return Scored(plan, t)
+    f = plan.factorization
+    growth = accuracy.error_growth(f, plan.levels)
+    bound = accuracy.MAX_ERROR_GROWTH.get(problem.dtype, 1.0)
+    if growth > bound:
+        return Scored(plan, float("inf"), f"predicted error growth {growth:.3g} > bound {bound:.3g} for "
+                                          f"{str(problem.dtype).replace('torch.', '')}")
+    n0, m0, p0 = f.shape
+    leaf = min(problem.n / n0 ** plan.levels, problem.k / m0 ** plan.levels, problem.p / p0 ** plan.levels)
+    if leaf < config.min_leaf and not forced:
+        return Scored(plan, float("inf"), f"leaf dimension {leaf:.0f} < min_leaf {config.min_leaf}")
+    return Scored(plan, t)
+
+
+def rank(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None, levels=None,
+         backend=None) -> list[Scored]:
+    """All candidates scored, best predicted first; refused ones last."""
+    cost = config.cost or default_cost(problem.device.type, problem.dtype)
+    forced = algorithm is not None or levels is not None or backend is not None
+    scored = [score(p, problem, config, cost, forced) for p in
+              candidates(problem, config, algorithm, levels, backend)]
+    return sorted(scored, key=lambda s: (s.refused is not None, s.predicted_s))
+
+
+def decide(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None, levels=None,
+           backend=None, cache=None) -> Decision:
+    """The plan to run for ``problem`` and why."""
+    forced = algorithm is not None or levels is not None or backend is not None
+    if problem.dtype not in FAST_DTYPES:
+        return Decision(TORCH_MATMUL, f"dtype {problem.dtype} has no fast plans; torch.matmul")
+    if not forced and min(problem.n, problem.k, problem.p) < config.reject_below:
+        return Decision(TORCH_MATMUL, f"smallest dimension {min(problem.n, problem.k, problem.p)} < "
+                                      f"reject_below {config.reject_below}; torch.matmul")
+    missing = backends.unavailable_reason()
+    if missing:
+        if forced:
+            raise RuntimeError(f"cannot run a fast plan: {missing}")
+        return Decision(TORCH_MATMUL, f"{missing}; torch.matmul")
+    scored = rank(problem, config, algorithm, levels, backend)
+    usable = [s for s in scored if s.refused is None]
+    if forced:
+        if not usable:
+            why = "; ".join(f"{s.plan.key}: {s.refused}" for s in scored) or "no backend supports this device"
+            raise ValueError(f"no allowed plan for the requested algorithm/levels/backend: {why}")
+        return Decision(usable[0].plan, "requested explicitly", tuple(scored))
+    if cache is not None:
+        hit = cache.lookup(problem)
+        if hit is not None:
+            return Decision(hit, "measured winner from the tuning cache", tuple(scored))
+    vendor = next(s for s in scored if s.plan.is_vendor)
+    best = usable[0]
+    if best.plan.is_vendor or best.predicted_s > vendor.predicted_s * (1 - config.margin):
+        return Decision(TORCH_MATMUL, f"no plan predicted ≥{config.margin:.0%} faster than torch.matmul",
+                        tuple(scored))
+    return Decision(best.plan, f"cost model: {vendor.predicted_s / best.predicted_s:.3f}× torch.matmul predicted",
+                    tuple(scored))
+
+
+def crossover(dtype: torch.dtype = torch.float32, device: str = "cpu", config: PlannerConfig = DEFAULT_CONFIG,
+              sizes=tuple(range(256, 16385, 128))) -> int | None:
+    """The smallest square size at which the cost model prefers a fast plan (None: never)."""
+    dev = torch.device(device)
+    relaxed = PlannerConfig(**{**config.__dict__, "reject_below": 0, "autotune": False})
+    for size in sizes:
+        prob = Problem(size, size, size, 1, dtype, dev, "highest")
+        if not decide(prob, relaxed).plan.is_vendor:
+            return size
+    return None

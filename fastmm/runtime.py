@@ -1,0 +1,239 @@
+"""``fastmm.matmul``, ``fastmm.explain`` and ``fastmm.tune``.
+
+``matmul`` is torch.matmul with a planner in front. The order of work is chosen so that the
+common case costs nothing: products too small for any fast plan (or of a dtype without fast
+plans) are handed to torch.matmul after a few integer comparisons, before any validation,
+planning or custom-op dispatch. Only large products are lowered to canonical form
+(``fastmm.semantics``), planned (``fastmm.planner``), and, when a fast plan wins, run through the
+``fastmm::mm`` custom op (``fastmm.ops``), which carries autograd and the NaN/Inf rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fastmm import cache as cache_mod
+from fastmm.ops import AUTO, execute, register_plan
+from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, Decision, PlannerConfig, Problem, Scored, decide,
+                            rank)
+from fastmm.plans import TORCH_MATMUL, Plan
+from fastmm.semantics import core_dims, lower
+
+_REJECT = DEFAULT_CONFIG.reject_below
+
+
+def _autocast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply autocast's rule for matmul (cast to the autocast dtype) when autocast is on."""
+    dev = a.device.type
+    if dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev):
+        dtype = torch.get_autocast_dtype(dev)
+        if a.is_floating_point() and b.is_floating_point():
+            return a.to(dtype), b.to(dtype)
+    return a, b
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels: int | None = None,
+           backend: str | None = None, config: PlannerConfig | None = None) -> torch.Tensor:
+    """Drop-in for ``torch.matmul(a, b)`` that runs the fastest correct plan.
+
+    ``algorithm`` (a Factorization, a factor-file path or a library name), ``levels`` and
+    ``backend`` force a plan instead of letting the planner choose; ``config`` replaces the
+    planner's defaults.
+    """
+    forced = algorithm is not None or levels is not None or backend is not None
+    if not forced and config is None:
+        # Fast reject: a few comparisons, then torch.matmul (which also raises its own errors).
+        try:
+            if a.dim() == 2 and b.dim() == 2:
+                if a.shape[0] < _REJECT or a.shape[1] < _REJECT or b.shape[1] < _REJECT:
+                    return torch.matmul(a, b)
+            elif min(core_dims(a, b)) < _REJECT or b.dim() < 2:
+                return torch.matmul(a, b)
+        except (IndexError, AttributeError):
+            return torch.matmul(a, b)
+        if a.dtype not in FAST_DTYPES:
+            return torch.matmul(a, b)
+    cfg = config or DEFAULT_CONFIG
+    if not forced and (a.dtype not in FAST_DTYPES or min(core_dims(a, b)) < cfg.reject_below):
+        return torch.matmul(a, b)
+    if (a.dtype not in FAST_DTYPES or a.dtype != b.dtype) and not torch.is_autocast_enabled(a.device.type):
+        return torch.matmul(a, b)          # other dtypes, and torch's own dtype-mismatch error
+    a, b = _autocast(a, b)
+    low = lower(a, b)                      # torch.matmul's errors for bad shapes
+    if torch.compiler.is_compiling():
+        # The planner cannot run while tracing; the op plans on the real tensors at run time.
+        return low.finish(torch.ops.fastmm.mm(low.a, low.b, AUTO))
+    decision = decide_for(low.a, low.b, cfg, algorithm, levels, backend)
+    if decision.plan.is_vendor:
+        return torch.matmul(a, b)
+    return low.finish(torch.ops.fastmm.mm(low.a, low.b, register_plan(decision.plan)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _decide_cached(problem: Problem, config: PlannerConfig, cache_dir: str) -> Decision:
+    tuning = cache_mod.default_cache() if str(cache_mod.default_dir()) == cache_dir else None
+    if tuning is not None and config.autotune_enabled() and tuning.lookup(problem) is None:
+        _tune_problem(problem, config, tuning, reps=3, progress=True)
+    return decide(problem, config, cache=tuning)
+
+
+def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
+               levels=None, backend=None) -> Decision:
+    """The decision for canonical operands (memoised per problem when nothing is forced)."""
+    problem = Problem.of(a, b)
+    if algorithm is None and levels is None and backend is None:
+        return _decide_cached(problem, config, str(cache_mod.default_dir()))
+    return decide(problem, config, algorithm, levels, backend)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    problem: Problem | None
+    decision: Decision
+
+    def __str__(self) -> str:
+        lines = []
+        if self.problem is not None:
+            p = self.problem
+            lines.append(f"product: {p.batch} × ({p.n}×{p.k}) @ ({p.k}×{p.p}), {p.dtype}, {p.device}, "
+                         f"fp32 precision {p.precision!r}")
+        lines.append(f"runs: {self.decision.plan.describe()}")
+        lines.append(f"why: {self.decision.reason}")
+        if self.decision.candidates:
+            lines.append("candidates (predicted by the cost model):")
+            vendor = next((s.predicted_s for s in self.decision.candidates if s.plan.is_vendor), None)
+            for s in self.decision.candidates:
+                if s.refused:
+                    lines.append(f"  refused  {s.plan.key}: {s.refused}")
+                else:
+                    speed = f"{vendor / s.predicted_s:.3f}× torch.matmul" if vendor else ""
+                    lines.append(f"  {s.predicted_s * 1e3:10.3f} ms  {speed:>22}  {s.plan.key}")
+        return "\n".join(lines)
+
+    @property
+    def plan(self) -> Plan:
+        return self.decision.plan
+
+
+def explain(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels=None, backend=None,
+            config: PlannerConfig | None = None) -> Explanation:
+    """Which plan ``fastmm.matmul(a, b, ...)`` would run, and why (runs nothing)."""
+    cfg = config or DEFAULT_CONFIG
+    forced = algorithm is not None or levels is not None or backend is not None
+    if a.dtype not in FAST_DTYPES or a.dtype != b.dtype:
+        return Explanation(None, Decision(TORCH_MATMUL, f"dtype {a.dtype}/{b.dtype}: no fast plans"))
+    if not forced and min(core_dims(a, b)) < cfg.reject_below:
+        return Explanation(None, Decision(TORCH_MATMUL, f"fast reject: a core dimension of "
+                                          f"{core_dims(a, b)} is below reject_below={cfg.reject_below}"))
+    a, b = _autocast(a, b)
+    low = lower(a, b)
+    problem = Problem.of(low.a, low.b)
+    return Explanation(problem, decide_for(low.a, low.b, cfg, algorithm, levels, backend))
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    problem: Problem
+    winner: Plan
+    timings: tuple[Scored, ...]
+
+    def __str__(self) -> str:
+        rows = [f"tuned {self.problem.batch} × ({self.problem.n}×{self.problem.k}) @ "
+                f"({self.problem.k}×{self.problem.p}) {self.problem.dtype}: winner {self.winner.key}"]
+        for s in self.timings:
+            t = "refused" if s.refused else ("failed" if s.measured_s == math.inf else f"{s.measured_s * 1e3:.3f} ms")
+            rows.append(f"  {t:>14}  {s.plan.key}")
+        return "\n".join(rows)
+
+
+def _progress(total: int, enabled: bool):
+    """A rich progress bar when rich is installed, else tqdm, else nothing."""
+    if not enabled:
+        return None
+    try:
+        from rich.progress import Progress
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("fastmm tune", total=total)
+        return (lambda desc: bar.update(task, advance=1, description=desc)), bar.stop
+    except ImportError:
+        pass
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc="fastmm tune", leave=False)
+
+        def step(desc: str) -> None:
+            bar.set_description(desc)
+            bar.update(1)
+        return step, bar.close
+    except ImportError:
+        return None
+
+
+def _measure(plan: Plan, a: torch.Tensor, b: torch.Tensor, reps: int) -> float:
+    """Median seconds of ``plan`` on (a, b), synchronised; any failure scores as infinitely slow."""
+    sync = torch.cuda.synchronize if a.device.type == "cuda" else (lambda: None)
+    try:
+        execute(plan, a, b)               # warm-up (and compilation)
+        sync()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            execute(plan, a, b)
+            sync()
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+    except Exception:  # noqa: BLE001 - a failing candidate loses, it does not stop tuning
+        return math.inf
+
+
+def _tune_problem(problem: Problem, config: PlannerConfig, tuning: cache_mod.TuningCache, reps: int,
+                  progress: bool) -> TuneResult:
+    def operand(rows: int, cols: int, strides: tuple[int, ...]) -> torch.Tensor:
+        shape = (problem.batch, rows, cols) if problem.batch > 1 else (rows, cols)
+        t = torch.empty_strided(shape, strides, dtype=problem.dtype, device=problem.device)
+        return t.normal_() if t.numel() else t
+
+    a = operand(problem.n, problem.k, problem.strides_a)
+    b = operand(problem.k, problem.p, problem.strides_b)
+    scored = rank(problem, config)
+    bar = _progress(len(scored), progress)
+    timings = []
+    try:
+        for s in scored:
+            if bar:
+                bar[0](s.plan.key)
+            if s.refused:
+                timings.append(s)
+                continue
+            t = _measure(s.plan, a, b, reps)
+            timings.append(Scored(s.plan, s.predicted_s, None, t))
+    finally:
+        if bar:
+            bar[1]()
+    measured = [s for s in timings if s.measured_s is not None]
+    winner = min(measured, key=lambda s: s.measured_s).plan
+    tuning.put(cache_mod.CacheKey.of(problem), winner,
+               {s.plan.key: s.measured_s for s in measured if math.isfinite(s.measured_s)})
+    _decide_cached.cache_clear()
+    return TuneResult(problem, winner, tuple(timings))
+
+
+def tune(a: torch.Tensor, b: torch.Tensor, *, config: PlannerConfig | None = None, reps: int = 3,
+         progress: bool = True, cache: cache_mod.TuningCache | None = None) -> TuneResult:
+    """Measure every allowed candidate for ``a @ b``'s shapes, dtype and strides; cache the winner.
+
+    The operands' values are not used (fresh random data of the same layout is measured), so
+    this can run ahead of time. torch.matmul is always a candidate, so the winner is never
+    slower than it was in this measurement.
+    """
+    cfg = config or DEFAULT_CONFIG
+    a, b = _autocast(a, b)
+    low = lower(a, b)
+    problem = Problem.of(low.a, low.b)
+    return _tune_problem(problem, cfg, cache or cache_mod.default_cache(), reps, progress)
