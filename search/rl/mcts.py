@@ -1,0 +1,143 @@
+"""Sampled MCTS (Sampled AlphaZero, Hubert et al. 2021) over TensorGame states.
+
+At each expanded node, K actions are sampled from the policy; the node's prior over its sampled
+actions is the empirical sample distribution β̂ (with β = π the Sampled-AlphaZero correction
+β̂/β·π reduces to β̂). Selection is pUCT over the sampled actions with min-max-normalised Q values;
+leaves are valued by the network's risk-seeking readout; terminal states have value 0 (their
+terminal penalty is on the edge into them). Nodes live in a transposition table keyed by
+(residual, step), so two action orders reaching the same residual share statistics, and the
+subtree under the chosen action is reused for the next move. The improved policy is the root's
+visit-count distribution over its sampled actions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from search.rl.config import MCTSConfig
+from search.rl.game import TensorGame, canonicalize, is_null
+
+# evaluate(game, k) -> (actions (k', L) int array, value of the state)
+Evaluator = Callable[[TensorGame, int], tuple[np.ndarray, float]]
+
+
+class Node:
+    __slots__ = ("game", "actions", "prior", "N", "W", "R", "children", "value", "expanded")
+
+    def __init__(self, game: TensorGame) -> None:
+        self.game = game
+        self.expanded = False
+        self.value = 0.0
+        self.actions: list[np.ndarray] = []
+        self.prior = self.N = self.W = self.R = np.zeros(0)
+        self.children: list[Node | None] = []
+
+    @property
+    def terminal(self) -> bool:
+        return self.game.done
+
+    def visits(self) -> int:
+        return int(self.N.sum())
+
+
+class MCTS:
+    def __init__(self, evaluate: Evaluator, cfg: MCTSConfig, canonical: bool = True) -> None:
+        self.evaluate, self.cfg, self.canonical = evaluate, cfg, canonical
+        self.table: dict[bytes, Node] = {}
+        self.qmin, self.qmax = math.inf, -math.inf
+
+    def node(self, game: TensorGame) -> Node:
+        k = game.key()
+        n = self.table.get(k)
+        if n is None:
+            n = self.table[k] = Node(game)
+        return n
+
+    def expand(self, node: Node) -> float:
+        g = node.game
+        acts, value = self.evaluate(g, self.cfg.samples)
+        counts: dict[bytes, list] = {}
+        for a in acts:
+            a = canonicalize(a, g.dims, g.cfg.field) if self.canonical else np.asarray(a, np.int64)
+            if is_null(a, g.dims):
+                continue  # a zero factor changes nothing and costs a step
+            e = counts.setdefault(a.tobytes(), [a, 0])
+            e[1] += 1
+        if not counts:  # every sample was null: keep the node a leaf with its value
+            node.expanded, node.value = True, value
+            return value
+        node.actions = [a for a, _ in counts.values()]
+        c = np.array([n for _, n in counts.values()], dtype=np.float64)
+        node.prior = c / c.sum()
+        node.N = np.zeros(len(c))
+        node.W = np.zeros(len(c))
+        node.R = np.zeros(len(c))
+        node.children = [None] * len(c)
+        node.expanded, node.value = True, value
+        return value
+
+    def _norm(self, q: np.ndarray) -> np.ndarray:
+        if self.qmax > self.qmin:
+            return (q - self.qmin) / (self.qmax - self.qmin)
+        return np.full_like(q, 0.5)
+
+    def select(self, node: Node) -> int:
+        n_tot = node.N.sum()
+        q = np.where(node.N > 0, node.W / np.maximum(node.N, 1), node.value)  # unvisited: the node's value
+        score = self._norm(q) + self.cfg.c_puct * node.prior * math.sqrt(n_tot + 1) / (1 + node.N)
+        return int(np.argmax(score))
+
+    def simulate(self, root: Node) -> None:
+        path: list[tuple[Node, int]] = []
+        node = root
+        while node.expanded and not node.terminal and node.actions:
+            i = self.select(node)
+            path.append((node, i))
+            child = node.children[i]
+            if child is None:
+                g = node.game.clone()
+                node.R[i] = g.step(node.actions[i])
+                child = node.children[i] = self.node(g)
+            node = child
+        v = 0.0 if node.terminal else (self.expand(node) if not node.expanded else node.value)
+        for parent, i in reversed(path):
+            v = parent.R[i] + v
+            parent.N[i] += 1
+            parent.W[i] += v
+            self.qmin, self.qmax = min(self.qmin, v), max(self.qmax, v)
+
+    def search(self, root: Node, simulations: int | None = None) -> Node:
+        if not root.expanded and not root.terminal:
+            self.expand(root)
+        for _ in range(simulations or self.cfg.simulations):
+            self.simulate(root)
+        return root
+
+    def policy(self, root: Node) -> tuple[list[np.ndarray], np.ndarray]:
+        """The improved policy: the sampled actions and their visit fractions."""
+        n = root.N
+        return root.actions, (n / n.sum() if n.sum() else root.prior)
+
+    def choose(self, root: Node, rng: np.random.Generator, temperature: bool) -> int:
+        if temperature:
+            _, p = self.policy(root)
+            return int(rng.choice(len(p), p=p))
+        q = np.where(root.N > 0, root.W / np.maximum(root.N, 1), -np.inf)
+        best = np.flatnonzero(root.N == root.N.max())
+        return int(best[np.argmax(q[best])])
+
+    def advance(self, root: Node, i: int) -> Node:
+        """The next root: the chosen child (its subtree reused) or a fresh node."""
+        child = root.children[i]
+        if child is None:
+            g = root.game.clone()
+            g.step(root.actions[i])
+            child = self.node(g)
+        if not self.cfg.reuse_tree:
+            self.table.clear()
+            child = self.node(child.game)
+            child.expanded = False
+        return child

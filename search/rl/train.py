@@ -1,0 +1,124 @@
+"""The learner: replay buffer, best-game retraining, synthetic demonstrations, augmentations, losses.
+
+Loss = cross-entropy of the autoregressive policy on the target actions (teacher forced; MCTS
+visit fractions weight the sampled actions of a self-play position) + quantile-Huber loss of the
+value head on the return (in units of the step limit).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+
+import numpy as np
+import torch
+
+from search.rl.config import RunConfig
+from search.rl.data import Sample, augment, synthetic_demo, trajectory_samples
+from search.rl.network import AlphaTensorNet, quantile_loss
+from search.rl.selfplay import GameRecord
+
+
+class Learner:
+    BEST_GAMES = 16  # games kept for retraining on the best
+
+    def __init__(self, cfg: RunConfig, net: AlphaTensorNet | None = None) -> None:
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.net = net or AlphaTensorNet(cfg.game, cfg.net)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.train.lr, weight_decay=1e-4)
+        self.rng = np.random.default_rng([cfg.seed, 1])
+        self.buffer: deque[Sample] = deque(maxlen=cfg.train.buffer_size)
+        self.best: list[tuple[float, int, list[Sample]]] = []  # (return, tiebreak, samples), best first
+        self.steps = 0
+        self._tiebreak = 0
+
+    # -- data ---------------------------------------------------------------------------------------
+    def add_game(self, rec: GameRecord) -> None:
+        t = self.cfg.train
+        self.buffer.extend(rec.samples)
+        if rec.solved and t.reorder and len(rec.actions) > 1:
+            # Any order of a factorization's terms is a valid game: replay it in a random order.
+            order = self.rng.permutation(len(rec.actions))
+            self.buffer.extend(trajectory_samples(self.cfg.game, rec.start, [rec.actions[i] for i in order],
+                                                  canonical=t.canonicalize))
+        if t.retrain_best and rec.samples:
+            self._tiebreak += 1
+            self.best.append((rec.total_reward, self._tiebreak, rec.samples))
+            self.best.sort(key=lambda x: (-x[0], x[1]))
+            del self.best[self.BEST_GAMES:]
+
+    def make_batch(self) -> list[Sample]:
+        t, g, rng = self.cfg.train, self.cfg.game, self.rng
+        B = t.batch_size
+        have_games = t.self_play and len(self.buffer) > 0
+        n_syn = (int(B * t.synthetic_fraction) if have_games else B) if t.synthetic else 0
+        n_best = int(B * t.best_fraction) if (t.retrain_best and self.best and have_games) else 0
+        n_buf = B - n_syn - n_best if have_games else 0
+        batch = []
+        for _ in range(n_syn):
+            demo = synthetic_demo(g, t, rng)
+            batch.append(demo[int(rng.integers(len(demo)))])
+        for _ in range(n_best):
+            s = self.best[int(rng.integers(len(self.best)))][2]
+            batch.append(s[int(rng.integers(len(s)))])
+        for i in rng.integers(len(self.buffer), size=n_buf) if n_buf else []:
+            batch.append(self.buffer[int(i)])
+        if t.signed_permutations:
+            batch = [augment(s, g, rng, t.canonicalize) for s in batch]
+        return batch
+
+    # -- optimisation -------------------------------------------------------------------------------
+    def loss(self, batch: list[Sample]) -> tuple[torch.Tensor, dict]:
+        net = self.net
+        feats = [net.encode(s.residual, s.history, s.step) for s in batch]
+        x = torch.from_numpy(np.stack([f[0] for f in feats]))
+        step = torch.tensor([f[1] for f in feats], dtype=torch.float32)
+        owner = np.concatenate([np.full(len(s.actions), i) for i, s in enumerate(batch)])
+        acts = np.concatenate([s.actions for s in batch])
+        w = torch.from_numpy(np.concatenate([s.weights for s in batch])).float()
+        mem, q, _ = net(x, step)
+        toks = net.tokens(acts)
+        logits = net.policy.logits(toks, mem[torch.from_numpy(owner)])
+        logp = torch.log_softmax(logits, -1).gather(-1, toks[..., None]).squeeze(-1).sum(-1)
+        pol = -(w * logp).sum() / len(batch)
+        target = torch.tensor([s.value for s in batch], dtype=torch.float32) / self.cfg.game.steps
+        val = quantile_loss(q, target, net.taus)
+        return pol + val, {"policy_loss": float(pol.detach()), "value_loss": float(val.detach())}
+
+    def train_step(self) -> dict:
+        batch = self.make_batch()
+        if not batch:
+            return {}
+        self.net.train()
+        loss, info = self.loss(batch)
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.net.eval()
+        self.steps += 1
+        return info
+
+    # -- weights and checkpoints ----------------------------------------------------------------------
+    def weights(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(self.net.state_dict(), buf)
+        return buf.getvalue()
+
+    def state(self) -> dict:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state(self, st: dict) -> None:
+        self.net.load_state_dict(st["net"])
+        self.opt.load_state_dict(st["opt"])
+        self.steps = st["steps"]
+        self.rng.bit_generator.state = st["rng"]
+
+
+def net_from_weights(cfg: RunConfig, weights: bytes) -> AlphaTensorNet:
+    net = AlphaTensorNet(cfg.game, cfg.net)
+    net.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    net.eval()
+    return net
