@@ -23,3 +23,7 @@ from compiler.lower import lower, lower_levels  # noqa: E402
 from compiler.schedule import Schedule, make_schedule  # noqa: E402
 
 __all__ += ["IRError", "Node", "Program", "Schedule", "cse_program", "lower", "lower_levels", "make_schedule"]
+from compiler.backends import Backend, BackendNotImplemented, get_backend, register_backend  # noqa: E402
+from compiler.pipeline import compile  # noqa: E402,A001  (compiler.compile(algorithm, backend=..., levels=...))
+
+__all__ += ["Backend", "BackendNotImplemented", "compile", "get_backend", "register_backend"]

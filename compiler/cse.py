@@ -185,3 +185,9 @@ def cse_program(program: Program, restarts: int = DEFAULT_RESTARTS, seed: int = 
 def cse_counts(program: Program, restarts: int = DEFAULT_RESTARTS, seed: int = 0) -> tuple[int, int]:
     """``(additions before, additions after)`` CSE."""
     return program.additions().total, cse_program(program, restarts, seed).additions().total
+
+
+def additions_after_cse(f, restarts: int = DEFAULT_RESTARTS) -> int:
+    """Block additions of one level of factorization ``f`` after CSE (the search's cost model)."""
+    from compiler.lower import lower
+    return cse_program(lower(f), restarts).additions().total

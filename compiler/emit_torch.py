@@ -1,0 +1,209 @@
+"""The torch emitter: a factorization → the text of a Python module multiplying torch tensors.
+
+Public API:
+
+- ``TorchConfig(levels=1, cutoff=128, schedule="materialized", cse=True, restarts=...)``: what to emit.
+- ``emit(f, config, source="") -> GeneratedFile``: renders ``templates/torch_module.jinja``
+  (``StrictUndefined``) from the schedule (``compiler.schedule``) of the CSE'd program; the file
+  carries a provenance header (source, name, sha256, generator version) and one comment per
+  product and per output.
+- ``load(generated) -> module``: executes the generated text as a module (what ``compiler.compile``
+  returns ``module.matmul`` of, and the same text the CLI writes).
+
+Python decides here (which torch call realises each combination step, literal coefficients);
+the template only loops over the decided operations.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import types
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from compiler.cse import DEFAULT_RESTARTS, cse_program
+from compiler.factors import Factorization
+from compiler.ir import Program
+from compiler.lower import lower
+from compiler.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
+
+GENERATOR_VERSION = "fastmm-torch-emit 1"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class TorchConfig:
+    """``levels``: default recursion depth of the emitted ``matmul``; ``cutoff``: a level is applied
+    while min(M, K, N) >= cutoff; ``schedule``: "materialized" or "streaming" (see compiler.schedule)."""
+
+    levels: int = 1
+    cutoff: int = 128
+    schedule: str = "materialized"
+    cse: bool = True
+    restarts: int = DEFAULT_RESTARTS
+
+    def __post_init__(self) -> None:
+        if self.levels < 0:
+            raise ValueError(f"levels must be >= 0, got {self.levels}")
+        if self.cutoff < 0:
+            raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
+        if self.schedule not in KINDS:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(KINDS)}")
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A generated source file: its text and a file name that says what it holds."""
+
+    text: str
+    filename: str
+    backend: str
+
+    def write(self, folder: Path) -> Path:
+        """Write atomically into ``folder`` (a crash never leaves half a module)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.filename
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.text)
+        tmp.replace(path)
+        return path
+
+
+@lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
+def literal(c: Fraction) -> str:
+    """An exact Python literal where one exists: integers, dyadic rationals as floats (exact)."""
+    c = Fraction(c)
+    if c.denominator == 1:
+        return str(c.numerator)
+    d = c.denominator
+    if d & (d - 1) == 0 and abs(c.numerator) < 2**53:
+        return repr(float(c))  # a dyadic rational with a small numerator is exact in binary
+    return f"({c.numerator} / {c.denominator})"
+
+
+def _namer(program: Program):
+    n, m, p = program.shape
+    cols = {"a": m, "b": p, "c": p}
+
+    def name(ref: Ref) -> str:
+        if ref.space in cols:
+            i, j = divmod(ref.index, cols[ref.space])
+            return f"{ref.space}{i + 1}{j + 1}"
+        return f"{ref.space}[{ref.index}]"
+    return name
+
+
+def _combine_ops(step: Combine, name) -> list[dict]:
+    dst = name(step.dst)
+    terms = [(name(t.src), t.coef) for t in step.terms]
+    ops: list[dict] = []
+
+    def acc(x: str, c: Fraction) -> None:
+        if c == 1:
+            ops.append({"op": "add_", "dst": dst, "x": x})
+        elif c == -1:
+            ops.append({"op": "sub_", "dst": dst, "x": x})
+        else:
+            ops.append({"op": "axpy_", "dst": dst, "x": x, "alpha": literal(c)})
+
+    if step.accumulate:
+        for x, c in terms:
+            acc(x, c)
+        return ops
+    (x, c0), rest = terms[0], terms[1:]
+    if not rest:
+        ops.append({"op": "copy", "dst": dst, "x": x} if c0 == 1 else
+                   {"op": "scale", "dst": dst, "x": x, "alpha": literal(c0)})
+        return ops
+    (y, c1), rest = rest[0], rest[1:]
+    if c0 == 1 and c1 == 1:
+        ops.append({"op": "add", "dst": dst, "x": x, "y": y})
+    elif c0 == 1 and c1 == -1:
+        ops.append({"op": "sub", "dst": dst, "x": x, "y": y})
+    elif c0 == 1:
+        ops.append({"op": "axpy", "dst": dst, "x": x, "y": y, "alpha": literal(c1)})
+    else:
+        ops.append({"op": "scale", "dst": dst, "x": x, "alpha": literal(c0)})
+        acc(y, c1)
+    for z, c in rest:
+        acc(z, c)
+    return ops
+
+
+def render_steps(schedule: Schedule) -> list[dict]:
+    """The schedule as template steps: ``{"comment", "ops"}``; output comments where a c-block completes."""
+    program = schedule.program
+    name = _namer(program)
+    n, m, p = program.shape
+    last_write: dict[int, int] = {}
+    for k, st in enumerate(schedule.steps):
+        dst = getattr(st, "dst", None)
+        if dst is not None and dst.space == "c":
+            last_write[dst.index] = k
+    done_at: dict[int, list[str]] = {}
+    for q, k in last_write.items():
+        done_at.setdefault(k, []).append(schedule.comments.get(("c", f"c{q // p + 1}{q % p + 1}"), ""))
+    out: list[dict] = []
+    for k, st in enumerate(schedule.steps):
+        if isinstance(st, Product):
+            comment = schedule.comments.get(("M", st.index), f"M{st.index + 1}")
+            ops = [{"op": "product", "dst": name(st.dst), "x": name(st.lhs), "y": name(st.rhs),
+                    "alpha": literal(st.alpha), "beta": 1 if st.accumulate else 0}]
+        elif isinstance(st, BatchedProduct):
+            comment, ops = st.comment, [{"op": "batched"}]
+        else:
+            comment = st.comment
+            if st.dst.space == "S":
+                comment = schedule.comments.get(("M", st.dst.index), comment)
+            ops = _combine_ops(st, name)
+        out.append({"comment": comment, "ops": ops})
+        for line in done_at.get(k, []):
+            out.append({"comment": f"{line}  (complete)", "ops": []})
+    return out
+
+
+def prepare(f: Factorization, config: TorchConfig) -> tuple[Program, Program, Schedule]:
+    """(plain program, CSE'd program, schedule) for one level of ``f``."""
+    plain = lower(f)
+    prog = cse_program(plain, config.restarts) if config.cse else plain
+    return plain, prog, make_schedule(prog, config.schedule)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "algorithm"
+
+
+def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "") -> GeneratedFile:
+    """Render the torch module of ``f`` (see module docstring)."""
+    plain, prog, sched = prepare(f, config)
+    n, m, p = f.shape
+    plan = sched.plan
+    plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + 1} c-blocks" + (
+        f" + {f.rank} stacked blocks per side" if plan.stacked else "")
+    text = environment().get_template("torch_module.jinja").render(
+        generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
+        name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
+        plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
+        levels=config.levels, cutoff=config.cutoff, steps=render_steps(sched))
+    builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
+    filename = f"{_safe(f.label())}_{f.digest[:12]}_torch_{sched.kind}.py"
+    return GeneratedFile(text, filename, "torch")
+
+
+def load(generated: GeneratedFile, path: str | None = None) -> types.ModuleType:
+    """Execute generated text as a fresh module (``path`` names it in tracebacks)."""
+    mod = types.ModuleType(generated.filename[:-3])
+    mod.__file__ = path or f"<fastmm generated {generated.filename}>"
+    exec(builtins.compile(generated.text, mod.__file__, "exec"), mod.__dict__)
+    return mod
