@@ -122,10 +122,10 @@ class TuningCache:
     def _read(self, key: CacheKey) -> Plan | None:
         path = self.path(key)
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             warnings.warn(f"fastmm tuning cache: cannot read {path} ({exc}); ignored", stacklevel=4)
             return None
         try:

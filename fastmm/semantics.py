@@ -10,12 +10,14 @@ says how to put the result back:
   turns many small products into one large one, which is where fast algorithms pay).
 * ``bmm``: (B, n, m) @ (B, m, p) with the batch already broadcast.
 
-Errors are torch's own: shapes are checked by running ``torch.matmul`` on meta tensors, so a
-mismatch raises exactly the exception and message ``torch.matmul`` raises.
+Errors are torch's own: shapes are checked by running ``torch.matmul`` on meta tensors, and when
+that fails the real ``torch.matmul`` is called to raise (it validates before computing), so a
+mismatch raises exactly the exception and message ``torch.matmul`` raises on that device.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +43,13 @@ def result_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, ...]:
     """torch.matmul's result shape, or torch.matmul's own exception for incompatible operands."""
     meta_a = torch.empty(a.shape, dtype=a.dtype, device="meta")
     meta_b = torch.empty(b.shape, dtype=b.dtype, device="meta")
-    return tuple(torch.matmul(meta_a, meta_b).shape)
+    try:
+        return tuple(torch.matmul(meta_a, meta_b).shape)
+    except Exception:
+        # Meta kernels word some errors differently from the device's: let the real
+        # torch.matmul raise (it checks shapes before computing anything).
+        torch.matmul(a, b)
+        raise
 
 
 def lower(a: torch.Tensor, b: torch.Tensor) -> Lowered:
@@ -54,10 +62,12 @@ def lower(a: torch.Tensor, b: torch.Tensor) -> Lowered:
     if b2.dim() == 2:
         # b has no batch: fold a's batch into its rows; reshape copies only if a's batch strides
         # do not allow a view (torch.matmul does the same).
-        return Lowered(a2.reshape(-1, m), b2, out_shape)
+        rows = math.prod(a2.shape[:-1])
+        return Lowered(a2.reshape(rows, m), b2, out_shape)
     batch = torch.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    a3 = a2.expand(*batch, n, m).reshape(-1, n, m)
-    b3 = b2.expand(*batch, m, p).reshape(-1, m, p)
+    nb = math.prod(batch)
+    a3 = a2.expand(*batch, n, m).reshape(nb, n, m)
+    b3 = b2.expand(*batch, m, p).reshape(nb, m, p)
     return Lowered(a3, b3, out_shape)
 
 
