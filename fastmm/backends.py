@@ -1,8 +1,10 @@
-"""The runtime's view of the compiler's backends: which exist on this device, and how to build one.
+"""The runtime's view of the compiler's backends: which can run here, and how to build one.
 
-The compiler (``compiler.compile``) owns the registry of backends; each backend says which
-devices it supports. This module only asks it, so a backend registered later (Triton, CUDA)
-shows up in the planner without a change here. Built executors are memoised per plan.
+The compiler owns the one registry of backends (``compiler.backends``); each entry says which
+devices and dtypes it supports. This module only asks it, so a backend registered later
+(Triton, CUDA: issue #4) shows up in the planner without a change here. GPU plugin modules are
+only imported for GPU devices: importing Triton costs seconds and gives nothing on a CPU.
+Built executors are memoised per plan (the compiler also caches generated modules).
 """
 
 from __future__ import annotations
@@ -17,61 +19,50 @@ from compiler.factors import Factorization
 Executor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _compile_fn():
-    try:
-        import compiler
-    except ImportError:  # pragma: no cover - the compiler package is part of this repo
-        return None
-    return getattr(compiler, "compile", None)
-
-
-def _registry() -> dict:
-    try:
-        from compiler import backends as reg  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    for name in ("BACKENDS", "REGISTRY", "registry"):
-        table = getattr(reg, name, None)
-        if isinstance(table, dict):
-            return table
-    return {}
-
-
-def _supports(entry, device: torch.device) -> bool:
-    for attr in ("supports", "supports_device", "available"):
-        fn = getattr(entry, attr, None)
-        if callable(fn):
-            try:
-                return bool(fn(device))
-            except TypeError:
-                return bool(fn())
-    devices = getattr(entry, "devices", None)
-    if devices is not None:
-        return device.type in devices
-    return device.type == "cpu"
-
-
-def available(device: torch.device) -> tuple[str, ...]:
-    """Compiler backends that can run on ``device`` (empty when the compiler has none yet)."""
-    if _compile_fn() is None:
-        return ()
-    table = _registry()
-    if not table:
-        return ("torch",)            # the torch backend (BLAS leaves) runs wherever torch does
-    return tuple(name for name, entry in table.items() if _supports(entry, device))
-
-
+@functools.lru_cache(maxsize=1)
 def unavailable_reason() -> str | None:
-    return None if _compile_fn() is not None else "compiler.compile is not available (compiler issue #3)"
+    try:
+        from compiler.backends import get_backend
+        get_backend("torch")
+    except Exception as exc:  # noqa: BLE001 - any failure means: no fast plans, torch.matmul only
+        return f"the compiler's torch backend is not available ({type(exc).__name__}: {exc})"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def available(device_type: str, dtype: torch.dtype) -> tuple[str, ...]:
+    """Names of the compiler backends that can run ``dtype`` products on ``device_type``."""
+    if unavailable_reason() is not None:
+        return ()
+    from compiler.backends import PLUGIN_MODULES, BackendNotImplemented, backend_names, get_backend
+    dname = str(dtype).replace("torch.", "")
+    names = []
+    for name in backend_names():
+        if device_type == "cpu" and name in PLUGIN_MODULES:
+            continue                      # GPU plugins: not imported on CPU (see module docstring)
+        try:
+            be = get_backend(name)
+        except (BackendNotImplemented, ImportError):
+            continue
+        if device_type in be.devices and (not be.dtypes or dname in be.dtypes) and be.make_callable:
+            names.append(name)
+    return tuple(names)
+
+
+def schedules(backend: str) -> tuple[str, ...]:
+    """The schedules a backend offers (the torch backend: materialized and streaming)."""
+    if backend == "torch":
+        return ("materialized", "streaming")
+    return ("materialized",)
 
 
 @functools.lru_cache(maxsize=128)
 def build(f: Factorization, levels: int, backend: str, schedule: str) -> Executor:
-    """A callable (a, b) -> a @ b for 2-D tensors running ``levels`` levels of ``f``."""
-    compile_ = _compile_fn()
-    if compile_ is None:
-        raise RuntimeError(unavailable_reason())
-    try:
-        return compile_(f, backend=backend, levels=levels, schedule=schedule)
-    except TypeError:
-        return compile_(f, backend=backend, levels=levels)
+    """A callable (a, b) -> a @ b for 2-D or same-batch 3-D tensors running ``levels`` levels of ``f``.
+
+    The plan has already decided how many levels pay, so the compiler's own cutoff is set to 1:
+    every level is applied (with dynamic peeling for sizes the block shape does not divide).
+    """
+    from compiler.pipeline import compile as compile_
+    options = {"schedule": schedule, "cutoff": 1} if backend == "torch" else {"schedule": schedule}
+    return compile_(f, backend=backend, levels=levels, **options)

@@ -36,6 +36,7 @@ class PlannerConfig:
     # Library algorithms tried by default (names for compiler.library.library_algorithm).
     algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
     max_levels: int = 3
+    # Schedules to consider; empty: every schedule the backend offers.
     schedules: tuple[str, ...] = ("materialized",)
     # Leaf GEMMs below this dimension lose more to BLAS inefficiency and per-op overhead than
     # they save (cost model: on the development CPU a 256³ GEMM runs at ~50 % of peak).
@@ -139,14 +140,14 @@ def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorit
         return out or [TORCH_MATMUL]
     algos = [resolve_algorithm(algorithm)] if algorithm is not None else [
         _library(name) for name in config.algorithms]
-    names = backends.available(problem.device)
+    names = backends.available(problem.device.type, problem.dtype)
     if backend is not None:
         names = tuple(x for x in names if x == backend)
     level_range = [levels] if levels is not None else range(1, config.max_levels + 1)
     for f in algos:
         for name in names:
             for lv in level_range:
-                for schedule in config.schedules:
+                for schedule in (config.schedules or backends.schedules(name)):
                     out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, TileConfig(), f))
     return out
 
