@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--samples", type=int, default=MCTSConfig.samples, help="K actions sampled per node")
     g.add_argument("--d-model", type=int, default=NetConfig.d_model)
     g.add_argument("--torso-layers", type=int, default=NetConfig.torso_layers)
+    g.add_argument("--policy-layers", type=int, default=NetConfig.policy_layers)
     g.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     g.add_argument("--lr", type=float, default=TrainConfig.lr)
     g.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
@@ -61,7 +62,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ((0, 1) if field == "Z2" else GameConfig.coefficients)
     game = GameConfig(shape=shape, field=field, coefficients=coeffs, max_steps=getattr(args, "max_steps", 0))
     net = replace(NetConfig(), d_model=getattr(args, "d_model", NetConfig.d_model),
-                  torso_layers=getattr(args, "torso_layers", NetConfig.torso_layers))
+                  torso_layers=getattr(args, "torso_layers", NetConfig.torso_layers),
+                  policy_layers=getattr(args, "policy_layers", NetConfig.policy_layers))
     mcts = replace(MCTSConfig(), simulations=getattr(args, "simulations", MCTSConfig.simulations),
                    samples=getattr(args, "samples", MCTSConfig.samples))
     off = {sw: False for sw in ABLATION_SWITCHES if getattr(args, f"no_{sw}", False)}

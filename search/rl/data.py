@@ -27,16 +27,25 @@ class Sample:
     value: float  # return from this position (sum of the remaining rewards)
 
 
-def random_action(cfg: GameConfig, rng: np.random.Generator, p_zero: float) -> np.ndarray:
-    """A non-null action: each coefficient 0 with probability ``p_zero``, else uniform on the others."""
+def random_actions(cfg: GameConfig, rng: np.random.Generator, p_zero: float, k: int) -> np.ndarray:
+    """``k`` non-null actions (k, L): each coefficient 0 with probability ``p_zero``, else a nonzero one."""
     nz = np.array([c for c in cfg.coefficients if c != 0])
     # ±1 twice as likely as ±2: small coefficients dominate known algorithms.
     w = 1.0 / np.abs(nz)
     w /= w.sum()
-    while True:
-        a = np.where(rng.random(sum(cfg.dims)) < p_zero, 0, rng.choice(nz, size=sum(cfg.dims), p=w))
-        if not is_null(a, cfg.dims):
-            return a.astype(np.int64)
+    L = sum(cfg.dims)
+    out = np.zeros((0, L), np.int64)
+    while len(out) < k:
+        m = 2 * (k - len(out)) + 4
+        a = np.where(rng.random((m, L)) < p_zero, 0, rng.choice(nz, size=(m, L), p=w)).astype(np.int64)
+        a1, a2, _ = cfg.dims
+        ok = a[:, :a1].any(1) & a[:, a1:a1 + a2].any(1) & a[:, a1 + a2:].any(1)
+        out = np.concatenate([out, a[ok]])
+    return out[:k]
+
+
+def random_action(cfg: GameConfig, rng: np.random.Generator, p_zero: float) -> np.ndarray:
+    return random_actions(cfg, rng, p_zero, 1)[0]
 
 
 def trajectory_samples(cfg: GameConfig, start: np.ndarray, actions: list[np.ndarray], final_penalty: float = 0.0,
@@ -57,11 +66,25 @@ def trajectory_samples(cfg: GameConfig, start: np.ndarray, actions: list[np.ndar
 def synthetic_demo(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> list[Sample]:
     """A random factorization → its target tensor → the positions of decomposing it."""
     R = int(rng.integers(1, (tcfg.demo_max_rank or cfg.steps) + 1))
-    acts = [random_action(cfg, rng, tcfg.demo_zero_probability) for _ in range(R)]
-    t = sum(outer(*split(a, cfg.dims)) for a in acts)
+    acts = list(random_actions(cfg, rng, tcfg.demo_zero_probability, R))
+    t = np.einsum("ri,rj,rk->ijk", *split(np.stack(acts).T, cfg.dims))
     if cfg.field == "Z2":
         t = np.mod(t, 2)
     return trajectory_samples(cfg, t, acts, canonical=tcfg.canonicalize)
+
+
+def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> Sample:
+    """One position of a fresh synthetic demonstration (what a training batch draws)."""
+    R = int(rng.integers(1, (tcfg.demo_max_rank or cfg.steps) + 1))
+    acts = random_actions(cfg, rng, tcfg.demo_zero_probability, R)
+    k = int(rng.integers(R))
+    u, v, w = split(acts[k:].T, cfg.dims)
+    res = np.einsum("ir,jr,kr->ijk", u, v, w)
+    if cfg.field == "Z2":
+        res = np.mod(res, 2)
+    target = canonicalize(acts[k], cfg.dims, cfg.field) if tcfg.canonicalize else acts[k]
+    return Sample(res.astype(np.int8), list(acts[max(0, k - cfg.history):k]), k, target[None], np.ones(1),
+                  -float(R - k))
 
 
 def signed_permutation(d: int, rng: np.random.Generator, signed: bool) -> np.ndarray:

@@ -121,7 +121,7 @@ def random_unimodular(d: int, rng: np.random.Generator, ops: int = 0, max_entry:
     signs = rng.choice([-1, 1], size=d)
     M = np.zeros((d, d), np.int64)
     M[np.arange(d), perm] = signs
-    for _ in range(ops or d):
+    for _ in range((ops or d) if d > 1 else 0):
         i, j = rng.choice(d, size=2, replace=False)
         s = int(rng.choice([-1, 1]))
         row = M[i] + s * M[j]

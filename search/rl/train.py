@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from search.rl.config import RunConfig
-from search.rl.data import Sample, augment, synthetic_demo, trajectory_samples
+from search.rl.data import Sample, augment, synthetic_position, trajectory_samples
 from search.rl.network import AlphaTensorNet, quantile_loss
 from search.rl.selfplay import GameRecord
 
@@ -56,9 +56,7 @@ class Learner:
         n_best = int(B * t.best_fraction) if (t.retrain_best and self.best and have_games) else 0
         n_buf = B - n_syn - n_best if have_games else 0
         batch = []
-        for _ in range(n_syn):
-            demo = synthetic_demo(g, t, rng)
-            batch.append(demo[int(rng.integers(len(demo)))])
+        batch.extend(synthetic_position(g, t, rng) for _ in range(n_syn))
         for _ in range(n_best):
             s = self.best[int(rng.integers(len(self.best)))][2]
             batch.append(s[int(rng.integers(len(s)))])

@@ -1,0 +1,125 @@
+"""TensorGame rules: rewards, termination, the terminal penalty bound, exact factorizations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.factors import matmul_tensor
+from compiler.library import library_algorithm
+from search.rl.config import GameConfig
+from search.rl.game import (TensorGame, canonicalize, gf2_rank, int_rank, outer, random_basis, random_unimodular,
+                            rank_upper_bound, split)
+
+SHAPES = [(2, 2, 2), (2, 2, 3), (1, 2, 3), (3, 3, 3)]
+
+
+def actions_of(f):
+    return [np.concatenate([f.U[:, r], f.V[:, r], f.W[:, r]]) for r in range(f.rank)]
+
+
+@pytest.mark.parametrize("name", ["strassen", "winograd", "laderman"])
+def test_playing_a_known_algorithm_solves_the_game(name):
+    f = library_algorithm(name)
+    g = TensorGame(GameConfig(shape=f.shape))
+    rewards = [g.step(a) for a in actions_of(f)]
+    assert g.solved and g.done
+    assert rewards == [-1.0] * f.rank  # −1 per step, no terminal penalty when solved
+    assert g.factorization().verify()
+    assert g.factorization().rank == f.rank
+
+
+def test_step_limit_charges_the_rank_bound_of_the_residual():
+    f = library_algorithm("strassen")
+    g = TensorGame(GameConfig(shape=(2, 2, 2), max_steps=5))
+    acts = actions_of(f)
+    rewards = [g.step(a) for a in acts[:5]]
+    assert g.done and not g.solved
+    residual = sum(outer(*split(a, g.dims)) for a in acts[5:])
+    assert np.array_equal(g.residual, residual)
+    # The residual is two rank-one terms; the slice bound is ≥ 2 and the last reward charges it.
+    assert rewards[:4] == [-1.0] * 4
+    assert rewards[4] == -1.0 - rank_upper_bound(residual)
+    assert rank_upper_bound(residual) >= 2
+    with pytest.raises(ValueError, match="over"):
+        g.step(acts[5])
+    with pytest.raises(ValueError, match="not solved"):
+        g.factorization()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rank_bound_is_an_upper_bound_and_tight_on_naive(shape):
+    t = matmul_tensor(*shape)
+    n, m, p = shape
+    # Each slice of the matmul tensor along a mode is a permutation-like 0/1 matrix: the bound is nmp.
+    assert rank_upper_bound(t) == n * m * p
+    rng = np.random.default_rng(0)
+    g = GameConfig(shape=shape)
+    for r in range(1, 4):
+        acts = rng.integers(-2, 3, size=(r, sum(g.dims)))
+        s = sum(outer(*split(a, g.dims)) for a in acts)
+        assert rank_upper_bound(s) <= r * min(g.dims)  # each term adds rank ≤ 1 to each of its slices
+
+
+def test_exact_ranks():
+    assert int_rank(np.array([[1, 2], [2, 4]])) == 1
+    assert int_rank(np.array([[1, 2], [3, 4]])) == 2
+    assert gf2_rank(np.array([[1, 1], [1, 1]])) == 1
+    assert gf2_rank(np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0]])) == 2  # rows sum to 0 mod 2
+    assert int_rank(np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0]])) == 3
+
+
+def test_coefficients_outside_the_set_are_refused():
+    g = TensorGame(GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1)))
+    with pytest.raises(ValueError, match="outside"):
+        g.step(np.full(12, 2))
+    with pytest.raises(ValueError, match="coefficients"):
+        g.step(np.ones(5))
+
+
+def test_z2_game_updates_mod_2_and_yields_mod2_factorization():
+    f = library_algorithm("strassen")
+    g = TensorGame(GameConfig(shape=(2, 2, 2), field="Z2"))
+    for a in actions_of(f):
+        g.step(np.mod(a, 2))
+        assert set(np.unique(g.residual).tolist()) <= {0, 1}
+    assert g.solved
+    h = g.factorization()
+    assert h.field == "Z2" and h.verify()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_game_in_a_random_unimodular_basis_maps_back_to_an_exact_factorization(seed):
+    f = library_algorithm("strassen")
+    rng = np.random.default_rng(seed)
+    cfg = GameConfig(shape=(2, 2, 2), coefficients=tuple(range(-40, 41)))  # basis change grows coefficients
+    basis = random_basis(cfg.dims, rng)
+    g = TensorGame(cfg, basis)
+    assert not np.array_equal(g.start, matmul_tensor(2, 2, 2)) or seed  # (the identity is possible, rarely)
+    # Strassen's terms in the new basis: u' = A u etc.
+    for a in actions_of(f):
+        u, v, w = split(a, g.dims)
+        g.step(np.concatenate([basis.A @ u, basis.B @ v, basis.C @ w]))
+    assert g.solved
+    h = g.factorization()
+    assert h.is_integral and h.verify() and h.rank == 7
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 9])
+def test_random_unimodular_is_integral_with_integral_inverse(d):
+    M, Mi = random_unimodular(d, np.random.default_rng(d))
+    assert M.dtype == np.int64 and Mi.dtype == np.int64
+    assert np.array_equal(M @ Mi, np.eye(d, dtype=np.int64))
+    assert abs(round(np.linalg.det(M))) == 1
+
+
+def test_canonical_form_represents_the_same_rank_one_term():
+    rng = np.random.default_rng(0)
+    dims = (4, 4, 4)
+    for _ in range(50):
+        a = rng.integers(-2, 3, size=12)
+        c = canonicalize(a, dims)
+        assert np.array_equal(outer(*split(a, dims)), outer(*split(c, dims)))
+        u, v, w = split(a, dims)
+        for b in (np.concatenate([-u, -v, w]), np.concatenate([-u, v, -w]), np.concatenate([u, -v, -w])):
+            assert np.array_equal(canonicalize(b, dims), c)
