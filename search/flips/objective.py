@@ -1,0 +1,201 @@
+"""Addition-aware (or any-reward) search: rank-preserving flip walks that maximise a reward plugin.
+
+Flips keep the rank (a reduction only lowers it), so a walk at the target rank moves between
+schemes of that rank; ``improve`` runs simulated annealing over them on a reward from
+``search.rewards`` (e.g. ``"additions"`` = −additions after the compiler's CSE). The reward is
+slow (a CSE run: ~0.1 s for <3,3,3;23>, ~1 s for <4,4,4;49>), so each step generates
+``proposals`` neighbours in compiled code (1..``max_flips`` random flips each) and scores them with
+a cheap proxy, the additions *before* CSE (Σ nnz − rows, computed from the bitmasks); the best
+proxy candidate is then exactly verified and only a valid scheme is ever scored or accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numba import njit
+
+from compiler.factors import Factorization, Provenance
+from search.flips import kernel as K
+from search.flips.encoding import FIELDS, decode, encode
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    field: str = "Z"
+    budget_s: float = 60.0
+    max_evals: int | None = None  # reward evaluations (None: the time budget decides)
+    chunk: int = 20_000  # annealing steps per compiled call; the chunk's best-proxy scheme is scored
+    temperature: float = 2.0  # in proxy units (additions before CSE) at the start ...
+    final_temperature: float = 0.3  # ... cooled geometrically to this at the end of the budget
+    patience: int = 50  # chunks without a better reward before returning to the best scheme
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.field not in FIELDS:
+            raise ValueError(f"field must be one of {FIELDS}, got {self.field!r}")
+
+
+@dataclass
+class ObjectiveResult:
+    best: Factorization
+    best_value: float
+    start_value: float
+    evaluations: int
+    rejected_invalid: int
+    seconds: float
+    history: list[tuple[float, float]] = field(default_factory=list)  # (seconds, best value)
+
+
+@njit(cache=True)
+def _popcount(x):
+    c = 0
+    while x:
+        x &= x - np.uint64(1)
+        c += 1
+    return c
+
+
+@njit(cache=True)
+def naive_additions(P, N, R, out_rows):
+    """Additions before CSE: Σ_r (|u_r| − 1) + Σ_r (|v_r| − 1) + Σ_r |w_r| − (#outputs)."""
+    s = 0
+    for r in range(R):
+        s += _popcount(P[r, 0] | N[r, 0]) - 1 + _popcount(P[r, 1] | N[r, 1]) - 1 + _popcount(P[r, 2] | N[r, 2])
+    return s - out_rows
+
+
+@njit(cache=True)
+def _anneal(P, N, R, mod2, steps, t_start, t_end, rng, out_rows, bestP, bestN):
+    """``steps`` Metropolis steps on the proxy (one flip each, undone when rejected).
+
+    A reduction (rank − 1) is always accepted: rank comes first. The lowest (rank, proxy) state
+    met after the first accepted move is copied to ``bestP/bestN`` (so every chunk offers a
+    scheme other than its start for scoring). Returns (rank, proxy, best rank, best proxy, accepted).
+    """
+    cur = naive_additions(P, N, R, out_rows)
+    best = 1 << 60
+    bestR = R + 1
+    bestP[:, :] = P
+    bestN[:, :] = N
+    saveP = P.copy()
+    saveN = N.copy()
+    watch = np.empty(2, np.int64)
+    accepted = 0
+    for i in range(steps):
+        temp = t_start * (t_end / t_start) ** (i / steps)
+        saveP[:R] = P[:R]
+        saveN[:R] = N[:R]
+        r, s = K._flip(P, N, R, rng, mod2)
+        if r < 0:
+            continue
+        watch[0] = r
+        watch[1] = s
+        R2, red = K._settle(P, N, R, watch, mod2)
+        new = naive_additions(P, N, R2, out_rows)
+        u = np.float64(K._next(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        if R2 < R or new <= cur or u < np.exp((cur - new) / temp):
+            R = R2
+            cur = new
+            accepted += 1
+            if R < bestR or (R == bestR and cur < best):
+                bestR = R
+                best = cur
+                bestP[:, :] = P
+                bestN[:, :] = N
+        else:
+            P[:R] = saveP[:R]
+            N[:R] = saveN[:R]
+    return R, cur, bestR, best, accepted
+
+
+def _escape(P, N, R, mod2, rng, flips: int = 2_000_000, tries: int = 32):
+    """Leave a scheme without flips (Strassen and Laderman have none: no two terms share a
+    factor): 2-4 plus transitions, then a walk back down to rank ``R``; kept only when the scheme
+    reached admits flips (one plus transition measured to fall back to an isolated scheme in
+    20 of 20 tries from Laderman; three, in 5 of 20 to a flippable one)."""
+    out = np.zeros(5, np.int64)
+    for t in range(tries):
+        Q = np.zeros((P.shape[0] + 5, 3), np.uint64)
+        M = np.zeros((P.shape[0] + 5, 3), np.uint64)
+        Q[:R], M[:R] = P[:R], N[:R]
+        R1 = R
+        for _ in range(2 + t % 3):
+            R1 = K._plus(Q, M, R1, rng, mod2, 64)
+        R2 = K.walk(Q, M, R1, mod2, R, flips, 1 << 62, R1, rng, out)
+        if R2 > R:
+            continue
+        Q2, M2 = Q.copy(), M.copy()
+        K.walk(Q2, M2, R2, mod2, 0, 8, 1 << 62, R2, rng, out)
+        if out[K.OUT_FLIPS] > 0:
+            return Q[:P.shape[0]].copy(), M[:P.shape[0]].copy(), R2
+    return P, N, R
+
+
+def improve(start: Factorization, reward: Callable[[Factorization], float], config: ObjectiveConfig,
+            on_best: Callable[[float, Factorization, float], None] | None = None,
+            propose: Callable[[Factorization, np.random.Generator], Factorization] | None = None,
+            provenance: Provenance | None = None) -> ObjectiveResult:
+    """Walk at (at most) ``start``'s rank to maximise ``reward``; returns the best valid scheme.
+
+    The compiled annealer explores on the proxy; after each chunk its best-proxy scheme is
+    exactly verified and scored with ``reward`` (each distinct scheme once). ``propose`` (tests,
+    experiments) replaces the compiled explorer; whatever it returns is verified before it is
+    scored, and an invalid proposal is counted and dropped, never scored or accepted.
+    """
+    cfg = config
+    mod2 = cfg.field == "Z2"
+    shape = start.shape
+    if mod2 and start.field == "Q":
+        start = start.replace(field="Z2")
+    start.require_valid()
+    P, N, R = encode(start, cfg.field)
+    bestP, bestN = P.copy(), N.copy()
+    rng = np.array([np.uint64(0xD1B54A32D192ED03) ^ np.uint64(cfg.seed * 2654435761 + 7)], np.uint64)
+    gen = np.random.default_rng(cfg.seed)
+    out_rows = shape[0] * shape[2]
+    best_f = start
+    best_v = start_v = float(reward(start))
+    seen = {start.digest}
+    evals, invalid, stale = 1, 0, 0
+    t0 = time.perf_counter()
+    history = [(0.0, best_v)]
+    base = provenance or start.provenance
+    while True:
+        el = time.perf_counter() - t0
+        if el >= cfg.budget_s or (cfg.max_evals is not None and evals >= cfg.max_evals):
+            break
+        if propose is None:
+            frac = min(1.0, el / cfg.budget_s) if cfg.budget_s > 0 else 1.0
+            temp = cfg.temperature * (cfg.final_temperature / cfg.temperature) ** frac
+            R, _, bR, _, acc = _anneal(P, N, R, mod2, cfg.chunk, temp, temp, rng, out_rows, bestP, bestN)
+            if acc == 0:  # an isolated scheme (Strassen, Laderman: no two terms share a factor)
+                P, N, R = _escape(P, N, R, mod2, rng)
+                continue
+            cand = decode(bestP, bestN, bR, shape, cfg.field, "", base)
+        else:
+            cand = propose(best_f, gen)
+        if cand.digest in seen:
+            stale += 1
+        else:
+            seen.add(cand.digest)
+            if not cand.verify():  # only exactly valid schemes are ever scored or kept
+                invalid += 1
+                continue
+            v = float(reward(cand))
+            evals += 1
+            if v > best_v:
+                best_f, best_v, stale = cand, v, 0
+                history.append((time.perf_counter() - t0, v))
+                if on_best is not None:
+                    on_best(time.perf_counter() - t0, cand, v)
+            else:
+                stale += 1
+        if propose is None and stale >= cfg.patience:  # back to the best scheme found so far
+            P, N, R = encode(best_f, cfg.field)
+            stale = 0
+    return ObjectiveResult(best_f, best_v, start_v, evals, invalid, time.perf_counter() - t0, history)

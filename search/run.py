@@ -1,0 +1,310 @@
+"""``python -m search.run``: find factorizations and append the verified ones, with provenance.
+
+    python -m search.run --shape 3,3,3 --method flips --field Z --target-rank 23 --budget 60s \\
+        --out factors/3x3x3-flips.npz
+    python -m search.run --shape 3,3,3 --target-rank 23 --objective additions --budget 10m --out ...
+    python -m search.run --shape 4,4,4 --field Z2 --target-rank 47 --lift --workers 2 --budget 1h ...
+    python -m search.run --shape 2,2,2 --method rl ...   (the RL agent: search.rl.cli)
+
+``--method flips`` (default) walks the flip graph (search.flips) from ``--start``: ``naive``
+(default), a library name (``strassen``, ``laderman``, ``4x4x4``...), a factor file
+(``path.npz`` or ``path.npz:name``), or a Kronecker product ``A*B`` of those. ``--objective``
+is ``rank`` (default) or any reward plugin spec of search.rewards (``additions`` = fewest
+additions after the compiler's CSE): the walk first reaches ``--target-rank``, then spends the
+rest of the budget on rank-preserving flips that maximise the reward. ``--field Z2`` walks mod 2;
+``--lift`` then tries Hensel lifting (search.lift) and saves the lifted scheme when it lifts.
+
+Everything written is verified exactly first; ``--out`` is read, extended and rewritten
+atomically (a scheme already present, by digest, is not added twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from compiler.factors import Factorization, FactorizationError, Provenance, naive, parse_shape
+
+FLIPS = "flips"
+METHODS = (FLIPS, "rl")
+
+
+def parse_budget(text) -> float:
+    """'90s', '10m', '1h', '1h30m' or plain seconds → seconds."""
+    import re
+    s = str(text).strip().lower()
+    if re.fullmatch(r"[0-9.]+", s):
+        return float(s)
+    parts = re.findall(r"([0-9.]+)\s*([hms])", s)
+    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
+        raise argparse.ArgumentTypeError(f"cannot read a time budget from {text!r} (use 90s, 10m, 1h)")
+    return sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
+
+
+def common_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", required=True, help="n,m,p (e.g. 4,4,4)")
+    ap.add_argument("--method", choices=METHODS, default=FLIPS)
+    ap.add_argument("--field", default="Z", help="Z (ternary coefficients, valid over Z) or Z2 (mod 2)")
+    ap.add_argument("--target-rank", type=int, default=None)
+    ap.add_argument("--objective", "--reward", dest="reward", default="rank",
+                    help="rank, additions, or a reward plugin spec (search.rewards.load_reward)")
+    ap.add_argument("--budget", default="10m", help="wall time: 90s, 10m, 1h")
+    ap.add_argument("--workers", type=int, default=1, help="parallel walkers (processes)")
+    ap.add_argument("--ray", action="store_true", help="run the walkers as Ray tasks")
+    ap.add_argument("--out", default=None, help="factor file to append verified schemes to")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
+    from search.flips.walker import WalkConfig
+    d = WalkConfig()
+    g = ap.add_argument_group("flips (flip-graph local search)")
+    g.add_argument("--start", default="naive", help="naive | library name | file.npz[:name] | A*B")
+    g.add_argument("--lift", action="store_true", help="Z2: Hensel-lift the result and save it when it lifts")
+    g.add_argument("--plateau", type=int, default=d.plateau, help="flips without a reduction before a plus transition")
+    g.add_argument("--path-length", type=int, default=d.path_length, help="flips from one restart to the next")
+    g.add_argument("--max-plus", type=int, default=d.max_plus, help="plus transitions may go this far above the best rank")
+    g.add_argument("--pool-size", type=int, default=d.pool_size)
+    g.add_argument("--max-flips", type=int, default=None, help="stop after this many flips per walker")
+    g.add_argument("--log", default=None, help="append one JSON line per event to this file")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _walk_field(text: str) -> str:
+    t = str(text).upper()
+    if t in ("Z2", "F2", "GF2", "GF(2)"):
+        return "Z2"
+    if t in ("Z", "Q", "TERNARY"):
+        return "Z"
+    raise SystemExit(f"--field must be Z or Z2, got {text!r}")
+
+
+def load_start(spec: str, shape: tuple[int, int, int]) -> Factorization:
+    """The starting scheme: naive, a library name, a file (``path[:name]``), or ``A*B``."""
+    from compiler.constructions import kron, permute_shape
+    if "*" in spec:
+        parts = [load_start_one(s.strip()) for s in spec.split("*")]
+        f = parts[0]
+        for g in parts[1:]:
+            f = kron(f, g)
+    else:
+        f = load_start_one(spec, shape)
+    if f.shape != shape:
+        if sorted(f.shape) != sorted(shape):
+            raise SystemExit(f"--start {spec!r} is {f.shape_str}, not the requested <{','.join(map(str, shape))}>")
+        f = permute_shape(f, shape)
+    return f
+
+
+def load_start_one(spec: str, shape: tuple[int, int, int] | None = None) -> Factorization:
+    from compiler.formats import load
+    from compiler.library import library_algorithm
+    if spec == "naive":
+        if shape is None:
+            raise SystemExit("'naive' inside a product needs a shape: write e.g. naive2x2x2")
+        return naive(*shape)
+    if spec.startswith("naive") and spec[5:]:
+        return naive(*parse_shape(spec[5:]))
+    path, _, name = spec.partition(":")
+    if Path(path).exists():
+        fs = load(path, name=name or None)
+        if not name and shape is not None:
+            same = [f for f in fs if sorted(f.shape) == sorted(shape)]
+            fs = same or fs
+        return min(fs, key=lambda f: f.rank)
+    try:
+        return library_algorithm(spec)
+    except Exception as e:  # the library names its own problem
+        raise SystemExit(f"--start {spec!r}: not a file, not 'naive', and not a library algorithm ({e})") from e
+
+
+def _append(out: str, new: list[Factorization]) -> tuple[Path, int]:
+    from compiler.formats import load, save
+    path = Path(out)
+    old = load(path) if path.exists() else []
+    have = {f.digest for f in old}
+    names = {f.label() for f in old}
+    added = []
+    for f in new:
+        f.require_valid()
+        if f.digest in have:
+            continue
+        name, k = f.label(), 1
+        while name in names:
+            k += 1
+            name = f"{f.label()}-{k}"
+        f = f.replace(name=name)
+        names.add(name)
+        have.add(f.digest)
+        added.append(f)
+    if added:
+        save(path, old + added)
+    return path, len(added)
+
+
+class _Reporter:
+    """Progress: a rich status line (best rank / objective over time) and an optional JSON log."""
+
+    def __init__(self, args, budget: float):
+        self.t0 = time.perf_counter()
+        self.log = open(args.log, "a") if args.log else None
+        self.quiet = args.no_progress
+        self.best: dict[str, float] = {}
+        self.progress = None
+        if not self.quiet:
+            try:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+                self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                         transient=False)
+                self.task = self.progress.add_task("flip search", total=budget)
+                self.progress.start()
+            except ImportError:
+                self.progress = None
+
+    def event(self, kind: str, value: float, **kw) -> None:
+        t = time.perf_counter() - self.t0
+        better = kind not in self.best or (value < self.best[kind] if kind == "rank" else value > self.best[kind])
+        if better:
+            self.best[kind] = value
+        rec = {"t": round(t, 3), kind: value} | kw
+        if self.log:
+            self.log.write(json.dumps(rec) + "\n")
+            self.log.flush()
+        if better and not self.quiet:
+            msg = f"[{t:8.1f}s] best {kind} {value:g}" + "".join(f" {k}={v}" for k, v in kw.items())
+            if self.progress is not None:
+                self.progress.console.log(msg)
+                self.progress.update(self.task, completed=min(t, self.progress.tasks[0].total),
+                                     description=" ".join(f"{k} {v:g}" for k, v in self.best.items()))
+            else:
+                print(msg, flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.log:
+            self.log.close()
+
+
+def run_flips(args: argparse.Namespace) -> int:
+    from search.flips.parallel import run_walkers
+    from search.flips.walker import WalkConfig
+    shape = parse_shape(args.shape)
+    field = _walk_field(args.field)
+    budget = parse_budget(args.budget)
+    start = load_start(args.start, shape)
+    if field == "Z" and start.field == "Z2":
+        raise SystemExit(f"--start {args.start!r} is a mod-2 scheme: use --field Z2 (and --lift)")
+    command = "python -m search.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    reward = None
+    if args.reward != "rank":
+        from search.rewards import load_reward
+        reward = load_reward(args.reward)
+    target = args.target_rank
+    cfg = WalkConfig(field=field, target_rank=target, budget_s=budget, max_flips=args.max_flips,
+                     path_length=args.path_length, plateau=args.plateau, max_plus=args.max_plus,
+                     pool_size=args.pool_size, seed=args.seed)
+    method = (f"flip-graph random walk ({'ternary coefficients, valid over Z' if field == 'Z' else 'mod 2'}; "
+              f"reductions, plus transitions, pools and restarts)")
+    prov = Provenance(source="fastmm search.run", found_by="fastmm flip-graph search (search.flips)",
+                      method=method, date=started)
+    rep = _Reporter(args, budget)
+    t0 = time.perf_counter()
+    results = []
+    best = start
+    try:
+        rep.event("rank", start.rank, start=start.label())
+        if target is None or start.rank > target or reward is None:
+            # with an objective, spend at most half the budget on reaching the rank
+            rank_cfg = replace(cfg, budget_s=budget / 2) if reward is not None else cfg
+            results = run_walkers(start, rank_cfg, args.workers, use_ray=args.ray, provenance=prov,
+                                  on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
+            best = min((r.best for r in results), key=lambda f: f.rank)
+        flips = sum(r.flips for r in results)
+        walk_s = max((r.seconds for r in results), default=0.0)
+        found = [best]
+        value = None
+        if reward is not None:
+            found, value = _optimise(best, reward, field, budget - (time.perf_counter() - t0), args, rep, prov)
+    finally:
+        rep.close()
+    wall = time.perf_counter() - t0
+    summary = {"shape": list(shape), "field": field, "objective": args.reward, "start": start.label(),
+               "start_rank": start.rank, "best_rank": best.rank, "target_rank": target,
+               "reached_target": target is not None and best.rank <= target, "wall_s": round(wall, 2),
+               "rank_walk_s": round(walk_s, 2), "flips": flips, "workers": args.workers,
+               "flips_per_s_per_worker": round(flips / max(walk_s, 1e-9) / max(1, args.workers)) if flips else 0,
+               "first_reached_s": {str(rk): round(min(t for r in results for t, rr in r.history if rr <= rk), 2)
+                                   for rk in sorted({rr for r in results for _, rr in r.history})},
+               "seed": args.seed, "started": started}
+    if value is not None:
+        summary["objective_value"] = value
+    lifted = None
+    if field == "Z2" and args.lift:
+        from search.lift import hensel_lift
+        lr = hensel_lift(best)
+        summary["lift"] = lr.describe()
+        if lr.ok:
+            lifted = lr.factorization
+    print(json.dumps(summary), flush=True)
+    if args.out:
+        n, m, p = shape
+        notes = (f"command: {command}; seed {args.seed}; wall {wall:.1f}s; flips {flips}; start {start.label()}"
+                 + (f"; {args.reward} {value:g}" if value is not None else ""))
+        tag = "mod2" if field == "Z2" else "Z"
+        named = []
+        for f in found + ([lifted] if lifted is not None else []):
+            kind = "Z" if f.field == "Q" else tag
+            nm = f"{n}x{m}x{p}-flips-r{f.rank}-{kind}" + (f"-{args.reward}" if value is not None else "") + f"-s{args.seed}"
+            pv = f.provenance
+            named.append(f.replace(name=nm, provenance=Provenance(
+                prov.source, prov.found_by, pv.method or prov.method, started, (pv.notes + "; " if pv.notes else "") + notes)))
+        path, k = _append(args.out, named)
+        print(f"appended {k} verified scheme(s) to {path}", flush=True)
+    return 0 if target is None or best.rank <= target else 1
+
+
+def _optimise(best: Factorization, reward, field: str, budget: float, args, rep: _Reporter, prov: Provenance):
+    """Rank-preserving walk maximising the reward; returns ([best scheme], its reward)."""
+    from search.flips.objective import ObjectiveConfig, improve
+    ocfg = ObjectiveConfig(field=field, budget_s=max(budget, 0.0), seed=args.seed)
+    method = prov.method + f"; then rank-preserving flips maximising reward {args.reward!r} (search.flips.objective)"
+    res = improve(best, reward, ocfg, provenance=replace(prov, method=method),
+                  on_best=lambda t, f, v: rep.event(args.reward, v, rank=f.rank))
+    f = res.best
+    if f.provenance.method != method:
+        f = f.replace(provenance=replace(prov, method=method))
+    return [f], res.best_value
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = common_parser()
+    known, _ = ap.parse_known_args(argv)
+    if known.method == "rl":
+        try:
+            rl_cli = importlib.import_module("search.rl.cli")
+        except ImportError as e:
+            raise SystemExit(f"--method rl needs the RL agent (search.rl.cli, issue #6), which cannot be imported "
+                             f"here: {e}") from e
+        rl_cli.add_arguments(ap)
+        return int(rl_cli.run(ap.parse_args(argv)) or 0)
+    add_flip_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        return run_flips(args)
+    except FactorizationError as e:
+        raise SystemExit(f"error: {e}") from e
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
