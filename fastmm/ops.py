@@ -54,10 +54,20 @@ def execute(plan: Plan, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return c
 
 
+def auto_key(algorithm: str | None = None, levels: int | None = None, backend: str | None = None) -> str:
+    """The op argument that plans at run time, optionally with a forced algorithm/levels/backend."""
+    if algorithm is None and levels is None and backend is None:
+        return AUTO
+    return f"{AUTO}:{algorithm or ''}:{'' if levels is None else levels}:{backend or ''}"
+
+
 def _resolve(plan_key: str, a: torch.Tensor, b: torch.Tensor) -> Plan:
-    if plan_key == AUTO:
+    if plan_key == AUTO or plan_key.startswith(AUTO + ":"):
         from fastmm.runtime import decide_for
-        return decide_for(a, b).plan
+        rest = plan_key[len(AUTO) + 1:]
+        algorithm, levels, backend = rest.rsplit(":", 2) if rest else ("", "", "")   # paths may hold ':'
+        return decide_for(a, b, algorithm=algorithm or None, levels=int(levels) if levels else None,
+                          backend=backend or None).plan
     try:
         return _PLANS[plan_key]
     except KeyError:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass
 
 import torch
 
 from fastmm import cache as cache_mod
-from fastmm.ops import AUTO, execute, register_plan
+from fastmm.ops import auto_key, execute, register_plan
 from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, Decision, PlannerConfig, Problem, Scored, decide,
                             rank)
 from fastmm.plans import TORCH_MATMUL, Plan
@@ -66,8 +67,12 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels: int | No
     a, b = _autocast(a, b)
     low = lower(a, b)                      # torch.matmul's errors for bad shapes
     if torch.compiler.is_compiling():
-        # The planner cannot run while tracing; the op plans on the real tensors at run time.
-        return low.finish(torch.ops.fastmm.mm(low.a, low.b, AUTO))
+        # The planner cannot run while tracing; the op plans on the real tensors at run time
+        # (with the default config; a forced algorithm must be given by name or path here).
+        if algorithm is not None and not isinstance(algorithm, (str, os.PathLike)):
+            raise TypeError("under torch.compile, pass algorithm= as a library name or factor-file path")
+        return low.finish(torch.ops.fastmm.mm(low.a, low.b, auto_key(
+            None if algorithm is None else os.fspath(algorithm), levels, backend)))
     decision = decide_for(low.a, low.b, cfg, algorithm, levels, backend)
     if decision.plan.is_vendor:
         return torch.matmul(a, b)
@@ -88,6 +93,13 @@ def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT
     problem = Problem.of(a, b)
     if algorithm is None and levels is None and backend is None:
         return _decide_cached(problem, config, str(cache_mod.default_dir()))
+    if isinstance(algorithm, os.PathLike):
+        algorithm = os.fspath(algorithm)
+    return _decide_forced(problem, config, algorithm, levels, backend)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decide_forced(problem: Problem, config: PlannerConfig, algorithm, levels, backend) -> Decision:
     return decide(problem, config, algorithm, levels, backend)
 
 
