@@ -244,6 +244,8 @@ def run_flips(args: argparse.Namespace) -> int:
                "reached_target": target is not None and best.rank <= target, "wall_s": round(wall, 2),
                "rank_walk_s": round(walk_s, 2), "flips": flips, "workers": args.workers,
                "flips_per_s_per_worker": round(flips / max(walk_s, 1e-9) / max(1, args.workers)) if flips else 0,
+               "flips_per_cpu_s": round(flips / max(sum(r.cpu_seconds for r in results), 1e-9)) if flips else 0,
+               "cpu_s": round(sum(r.cpu_seconds for r in results), 2),
                "first_reached_s": {str(rk): round(min(t for r in results for t, rr in r.history if rr <= rk), 2)
                                    for rk in sorted({rr for r in results for _, rr in r.history})},
                "seed": args.seed, "started": started}

@@ -52,10 +52,15 @@ class WalkResult:
     history: list[tuple[float, int]] = field(default_factory=list)  # (seconds, rank) at each new best
     restarts: int = 0
     plus: int = 0
+    cpu_seconds: float = 0.0  # this thread's CPU time: the fair rate on a machine shared with others
 
     @property
     def flips_per_second(self) -> float:
         return self.flips / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def flips_per_cpu_second(self) -> float:
+        return self.flips / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
 def _name(shape, rank: int, field: str) -> str:
@@ -84,6 +89,7 @@ def walk_search(start: Factorization, config: WalkConfig,
     pool: list[tuple[np.ndarray, np.ndarray]] = [(P[:R].copy(), N[:R].copy())]
     pick = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     flips = restarts = plus = 0
     history: list[tuple[float, int]] = [(0.0, R)]
     target = cfg.target_rank if cfg.target_rank is not None else 0
@@ -134,4 +140,4 @@ def walk_search(start: Factorization, config: WalkConfig,
         R = best_rank
         if out[K.OUT_FLIPS] == 0 and path == 0:
             break  # nothing can move (e.g. <1,1,1>): stop rather than spin
-    return WalkResult(best, flips, time.perf_counter() - t0, history, restarts, plus)
+    return WalkResult(best, flips, time.perf_counter() - t0, history, restarts, plus, time.thread_time() - c0)

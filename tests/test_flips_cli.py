@@ -1,0 +1,72 @@
+"""``python -m search.run``: verified schemes with provenance appended to --out, budgets, the RL
+dispatch, and clear errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from compiler.formats import load
+from search.run import main, parse_budget
+
+
+def test_parse_budget():
+    assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("1h30m") == 5400
+    assert parse_budget("12") == 12
+    with pytest.raises(Exception):
+        parse_budget("soon")
+
+
+def test_flips_cli_appends_verified_schemes_with_provenance(tmp_path, capsys):
+    out = tmp_path / "found.npz"
+    for seed in (0, 1):
+        rc = main(["--shape", "2,2,3", "--target-rank", "11", "--budget", "60s", "--max-flips", "5000000",
+                   "--seed", str(seed), "--out", str(out), "--no-progress", "--log", str(tmp_path / "log.jsonl")])
+        assert rc == 0
+    fs = load(out)
+    assert 1 <= len(fs) <= 2 and len({f.name for f in fs}) == len(fs)
+    for f in fs:
+        assert f.verify() and f.rank == 11 and f.field == "Q"
+        assert "search.run" in f.provenance.notes and f.provenance.date and "flip" in f.provenance.method
+    assert '"reached_target": true' in capsys.readouterr().out
+    assert (tmp_path / "log.jsonl").read_text().count("rank") >= 2
+
+
+def test_flips_cli_z2_with_lift_and_kron_start(tmp_path):
+    out = tmp_path / "z2.npz"
+    rc = main(["--shape", "2,2,4", "--field", "Z2", "--start", "strassen*naive1x1x2", "--target-rank", "14",
+               "--budget", "30s", "--lift", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    fields = {f.field for f in load(out)}
+    assert "Z2" in fields and all(f.verify() for f in load(out))
+
+
+def test_flips_cli_two_workers(tmp_path):
+    out = tmp_path / "w2.npz"
+    rc = main(["--shape", "2,2,2", "--target-rank", "7", "--budget", "60s", "--workers", "2", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0 and load(out)[0].rank == 7
+
+
+def test_rl_dispatch_gives_a_clear_error_without_the_agent(monkeypatch):
+    monkeypatch.setitem(sys.modules, "search.rl.cli", None)  # import of search.rl.cli now fails
+    with pytest.raises(SystemExit, match="search.rl.cli"):
+        main(["--shape", "2,2,2", "--method", "rl"])
+
+
+def test_rl_dispatch_calls_the_agent(monkeypatch):
+    import types
+    calls = {}
+    fake = types.ModuleType("search.rl.cli")
+    fake.add_arguments = lambda ap: ap.add_argument("--simulations", type=int, default=3)
+    fake.run = lambda args: calls.setdefault("args", args) and 0
+    monkeypatch.setitem(sys.modules, "search.rl.cli", fake)
+    assert main(["--shape", "2,2,2", "--method", "rl", "--simulations", "5", "--reward", "rank"]) == 0
+    args = calls["args"]
+    assert args.simulations == 5 and args.shape == "2,2,2" and args.reward == "rank" and args.workers == 1
+
+
+def test_bad_start_is_a_clear_error():
+    with pytest.raises(SystemExit, match="not a file"):
+        main(["--shape", "2,2,2", "--start", "no-such-scheme", "--budget", "1s", "--no-progress"])
