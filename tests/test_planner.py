@@ -1,0 +1,188 @@
+"""The planner: candidates, cost model, accuracy bound, fast reject, explain, tune and autotune."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+
+import fastmm
+from compiler.factors import naive
+from compiler.library import library_algorithm
+from fastmm import backends, cost, runtime
+from fastmm.accuracy import MAX_ERROR_GROWTH, error_growth, stability_factor, within_bound
+from fastmm.cache import CacheKey, TuningCache
+from fastmm.planner import DEFAULT_CONFIG, PlannerConfig, Problem, crossover, decide, rank
+from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
+
+needs_compiler = pytest.mark.skipif(backends.unavailable_reason() is not None,
+                                    reason=str(backends.unavailable_reason()))
+CPU = torch.device("cpu")
+
+
+def _problem(n, dtype=torch.float32, k=None, p=None):
+    return Problem(n, k or n, p or n, 1, dtype, CPU, "highest", (k or n, 1), (p or n, 1))
+
+
+def test_plan_is_typed_and_roundtrips():
+    f = library_algorithm("strassen")
+    plan = Plan(f.name, f.digest, 2, "streaming", "torch", TileConfig(64, 64, 32, 4, 3), f)
+    again = Plan.from_dict(plan.to_dict())
+    assert again == plan and again.key == plan.key and isinstance(again.tile, TileConfig)
+    assert TORCH_MATMUL.is_vendor and TORCH_MATMUL.key == "torch.matmul"
+
+
+@pytest.mark.parametrize("name,expected", [("strassen", 12), ("winograd", 18), ("laderman", 35)])
+def test_stability_factor_exact(name, expected):
+    assert stability_factor(library_algorithm(name)) == Fraction(expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (3, 3, 3), (2, 3, 4)])
+def test_classical_algorithm_has_no_error_growth(shape):
+    assert error_growth(naive(*shape), 3) == 1.0
+
+
+@pytest.mark.parametrize("dtype,max_strassen_levels", [(torch.float64, 4), (torch.float32, 3),
+                                                       (torch.float16, 1), (torch.bfloat16, 1)])
+def test_accuracy_bound_per_dtype(dtype, max_strassen_levels):
+    f = library_algorithm("strassen")
+    assert within_bound(f, max_strassen_levels, dtype)
+    assert not within_bound(f, max_strassen_levels + 1, dtype)
+
+
+@needs_compiler
+@pytest.mark.parametrize("algorithm,levels", [("strassen", 1), ("strassen", 2), ("winograd", 2), ("laderman", 1)])
+def test_predicted_growth_bounds_measured_error(algorithm, levels):
+    # The model is worst case; on random data the ratio (fast error / torch.matmul error) must
+    # stay below it. fp32 vs a float64 reference (float64's own error is 1e-9 of fp32's).
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(216, 216, generator=g, dtype=torch.float64)
+    b = torch.rand(216, 216, generator=g, dtype=torch.float64)
+    ref = a @ b
+    f = library_algorithm(algorithm)
+    out = fastmm.matmul(a.float(), b.float(), algorithm=f, levels=levels)
+    err = ((out.double() - ref).norm() / ref.norm()).item()
+    base = ((torch.matmul(a.float(), b.float()).double() - ref).norm() / ref.norm()).item()
+    assert err <= error_growth(f, levels) * base
+
+
+@needs_compiler
+def test_candidates_are_flat_and_include_vendor():
+    scored = rank(_problem(8192))
+    plans = [s.plan for s in scored]
+    assert TORCH_MATMUL in plans
+    assert {p.backend for p in plans} >= {"torch.matmul", "torch"}
+    assert all(isinstance(p, Plan) for p in plans) and len(set(plans)) == len(plans)
+    refused = {s.plan.key: s.refused for s in scored if s.refused}
+    assert any("error growth" in why for why in refused.values())        # winograd × 3 levels in fp32
+
+
+@needs_compiler
+def test_backends_listed_only_where_supported():
+    assert "torch" in backends.available("cpu", torch.float32)
+    assert "triton" not in backends.available("cpu", torch.float32)   # GPU plugins are not asked on CPU
+
+
+@pytest.mark.parametrize("n", [1, 64, 512, 1000])
+def test_small_shapes_rejected_before_planning(n):
+    d = decide(_problem(n))
+    assert d.plan.is_vendor and "reject_below" in d.reason and d.candidates == ()
+
+
+@needs_compiler
+def test_cost_model_prefers_vendor_at_moderate_sizes_and_fast_plans_at_large():
+    assert decide(_problem(2048)).plan.is_vendor
+    big = decide(_problem(8192))
+    assert not big.plan.is_vendor and "cost model" in big.reason
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_reject_threshold_below_model_crossover(dtype):
+    # The fast reject must never hide a plan the cost model would pick.
+    x = crossover(dtype)
+    assert x is None or x >= DEFAULT_CONFIG.reject_below
+
+
+@needs_compiler
+def test_forced_plan_over_accuracy_bound_is_refused():
+    a = torch.ones(64, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="error growth"):
+        fastmm.matmul(a, a, algorithm="strassen", levels=2)
+
+
+def test_plan_time_model_shapes():
+    c = cost.CPU_DEFAULT[torch.float32]
+    f = library_algorithm("strassen")
+    one = Plan(f.name, f.digest, 1, "materialized", "torch", factorization=f)
+    assert cost.plan_time(TORCH_MATMUL, 4096, 4096, 4096, c, 4) > 0
+    # One Strassen level replaces 1/8 of the flops by additions: at 8192 it must be predicted
+    # faster than the vendor GEMM, and at 256 slower.
+    assert cost.plan_time(one, 8192, 8192, 8192, c, 4) < cost.plan_time(TORCH_MATMUL, 8192, 8192, 8192, c, 4)
+    assert cost.plan_time(one, 256, 256, 256, c, 4) > cost.plan_time(TORCH_MATMUL, 256, 256, 256, c, 4)
+
+
+def test_calibrate_measures_positive_numbers():
+    measured = cost.calibrate("cpu", torch.float32, size=256, reps=1)
+    assert measured.peak_flops > 0 and measured.bandwidth > 0 and measured.op_overhead > 0
+
+
+def test_explain_says_what_and_why():
+    text = str(fastmm.explain(torch.ones(2048, 2048), torch.ones(2048, 2048)))
+    assert "runs:" in text and "why:" in text and "torch.matmul" in text
+    assert "fast reject" in str(fastmm.explain(torch.ones(3), torch.ones(3, 4)))
+
+
+# ---- tuning ---------------------------------------------------------------------------------
+
+SMALL = PlannerConfig(reject_below=0, min_leaf=16, max_levels=2, algorithms=("strassen", "laderman"))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMM_CACHE_DIR", str(tmp_path))
+    runtime._decide_cached.cache_clear()
+    yield tmp_path
+    runtime._decide_cached.cache_clear()
+
+
+@needs_compiler
+def test_tune_measures_candidates_and_matmul_uses_the_winner(cache_dir):
+    a, b = torch.randn(96, 96), torch.randn(96, 96)
+    result = fastmm.tune(a, b, config=SMALL, reps=1, progress=False)
+    measured = [s for s in result.timings if s.measured_s is not None]
+    assert any(s.plan.is_vendor for s in measured) and len(measured) >= 3
+    assert result.winner == min(measured, key=lambda s: s.measured_s).plan
+    key = CacheKey.of(Problem.of(a, b))
+    assert TuningCache(cache_dir).get(key) == result.winner
+    d = fastmm.explain(a, b, config=SMALL).decision
+    assert d.plan == result.winner and "tuning cache" in d.reason
+    assert torch.allclose(fastmm.matmul(a, b, config=SMALL), a @ b, rtol=1e-4, atol=1e-4)  # fp32, K = 96
+
+
+@needs_compiler
+def test_failing_candidate_scores_infinitely_slow(cache_dir, monkeypatch):
+    real = backends.build
+
+    def flaky(f, levels, backend, schedule):
+        if f.name.startswith("laderman"):
+            raise RuntimeError("simulated compile failure")
+        return real(f, levels, backend, schedule)
+
+    monkeypatch.setattr(backends, "build", flaky)
+    result = fastmm.tune(torch.randn(81, 81), torch.randn(81, 81), config=SMALL, reps=1, progress=False)
+    lad = [s for s in result.timings if s.plan.algorithm.startswith("laderman") and s.measured_s is not None]
+    assert lad and all(s.measured_s == math.inf for s in lad)
+    assert not result.winner.algorithm.startswith("laderman")
+
+
+@needs_compiler
+def test_autotune_env_tunes_on_miss(cache_dir, monkeypatch, capsys):
+    monkeypatch.setenv("FASTMM_AUTOTUNE", "1")
+    a, b = torch.randn(64, 72), torch.randn(72, 80)
+    out = fastmm.matmul(a, b, config=dataclasses.replace(SMALL, autotune=None))
+    assert torch.allclose(out, a @ b, rtol=1e-4, atol=1e-4)         # fp32, K = 72
+    assert len(list(cache_dir.glob("*.json"))) == 1
