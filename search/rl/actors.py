@@ -49,7 +49,10 @@ def play_games(cfg_dict: dict, weights: bytes, seed: int, n: int) -> list[GameRe
     cfg = RunConfig.from_dict(cfg_dict)
     net = net_from_weights(cfg, weights)
     rng = np.random.default_rng([cfg.seed, seed])
-    return [play_game(net, cfg, rng, _reward(cfg), provenance(cfg, seed)) for _ in range(n)]
+    recs = [play_game(net, cfg, rng, _reward(cfg), provenance(cfg, seed)) for _ in range(n)]
+    for r in recs:
+        r.info["actor_pid"] = os.getpid()
+    return recs
 
 
 class LocalActors:
@@ -156,7 +159,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True, games_per_t
             if key not in res.first_found_s:
                 res.first_found_s[key] = round(time.perf_counter() - t0, 2)
         res.best_rank = best_rank()
-        log(game_return=rec.total_reward, game_rank=rec.rank, game_s=round(rec.seconds, 2), **info)
+        log(game_return=rec.total_reward, game_rank=rec.rank, game_s=round(rec.seconds, 2), **rec.info, **info)
 
     def save_ckpt() -> None:
         tmp = ckpt.with_suffix(".tmp")
@@ -166,7 +169,7 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True, games_per_t
         os.replace(tmp, ckpt)
 
     def done() -> bool:
-        if time.perf_counter() - t0 >= cfg.budget_s:
+        if time.perf_counter() - t0 >= cfg.budget_s or (cfg.max_games and res.games >= cfg.max_games):
             return True
         return bool(cfg.target_rank) and res.best_rank is not None and res.best_rank <= cfg.target_rank
 

@@ -98,6 +98,7 @@ class RunConfig:
     ray: bool = False
     ray_address: str = ""
     target_rank: int = 0  # stop when a factorization of at most this rank is found (0: never)
+    max_games: int = 0  # stop after this many games (0: no limit)
     run_dir: str = ""
     reward: str = "rank"
     reward_lambda: float = 0.0  # r' = r + λ·b for a non-rank reward b

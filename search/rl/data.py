@@ -67,7 +67,7 @@ def synthetic_demo(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator)
     """A random factorization → its target tensor → the positions of decomposing it."""
     R = int(rng.integers(1, (tcfg.demo_max_rank or cfg.steps) + 1))
     acts = list(random_actions(cfg, rng, tcfg.demo_zero_probability, R))
-    t = np.einsum("ri,rj,rk->ijk", *split(np.stack(acts).T, cfg.dims))
+    t = np.einsum("ir,jr,kr->ijk", *split(np.stack(acts).T, cfg.dims))
     if cfg.field == "Z2":
         t = np.mod(t, 2)
     return trajectory_samples(cfg, t, acts, canonical=tcfg.canonicalize)
@@ -87,22 +87,28 @@ def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Genera
                   -float(R - k))
 
 
-def signed_permutation(d: int, rng: np.random.Generator, signed: bool) -> np.ndarray:
-    P = np.zeros((d, d), np.int64)
-    P[np.arange(d), rng.permutation(d)] = rng.choice([-1, 1], size=d) if signed else 1
-    return P
+def signed_permutation(d: int, rng: np.random.Generator, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(perm, signs): the matrix P with P[a, perm[a]] = signs[a], so (P x)[a] = signs[a]·x[perm[a]]."""
+    return rng.permutation(d), (rng.choice([-1, 1], size=d) if signed else np.ones(d, np.int64))
 
 
 def augment(sample: Sample, cfg: GameConfig, rng: np.random.Generator, canonical: bool = True) -> Sample:
-    """A random signed permutation of the three modes applied to the whole sample."""
-    P1, P2, P3 = (signed_permutation(d, rng, cfg.field != "Z2") for d in cfg.dims)
+    """A random signed permutation of the three modes applied to the whole sample.
+
+    Signs only where the coefficient set is symmetric (−c in it for every c): over {0, 1} or Z2 a
+    sign would leave the set, so plain permutations are used there.
+    """
+    signed = cfg.field != "Z2" and all(-c in cfg.coefficients for c in cfg.coefficients)
+    (p1, s1), (p2, s2), (p3, s3) = (signed_permutation(d, rng, signed) for d in cfg.dims)
+    a1, a2, _ = cfg.dims
 
     def act(a: np.ndarray) -> np.ndarray:
         u, v, w = split(a, cfg.dims)
-        b = np.concatenate([P1 @ u, P2 @ v, P3 @ w])
+        b = np.concatenate([s1 * u[p1], s2 * v[p2], s3 * w[p3]])
         return canonicalize(b, cfg.dims, cfg.field) if canonical else b
 
-    res = np.einsum("ai,bj,ck,ijk->abc", P1, P2, P3, sample.residual.astype(np.int64))
+    # T ×₁ P₁ ×₂ P₂ ×₃ P₃ for signed permutations: gather and multiply by the signs.
+    res = sample.residual[np.ix_(p1, p2, p3)] * (s1[:, None, None] * s2[None, :, None] * s3[None, None, :])
     if cfg.field == "Z2":
         res = np.mod(res, 2)
     return Sample(res.astype(np.int8), [act(a) for a in sample.history], sample.step,

@@ -82,6 +82,8 @@ def canonicalize(action: np.ndarray, dims: tuple[int, int, int], field: str = "Z
     """The one representative of (u,v,w) ~ (−u,−v,w) ~ (−u,v,−w): first nonzeros of u and v positive."""
     if field == "Z2":
         return np.asarray(action, dtype=np.int64) % 2
+    if np.asarray(action).min() >= 0:
+        return np.asarray(action, dtype=np.int64)  # a sign-free set ({0, 1}): nothing to choose
     u, v, w = (x.copy() for x in split(action, dims))
     for x in (u, v):
         nz = np.flatnonzero(x)

@@ -139,6 +139,9 @@ class AlphaTensorNet(nn.Module):
     def tokens(self, actions: np.ndarray) -> torch.Tensor:
         """Coefficient vectors (B, L) → token indices (B, n_tokens)."""
         a = np.asarray(actions, dtype=np.int64).reshape(-1, self.length)
+        off = a - self.coeffs.min()
+        if a.size and (off.min() < 0 or off.max() >= len(self._lut) or (self._lut[off] < 0).any()):
+            raise ValueError(f"coefficients outside {tuple(self.coeffs)} in an action")
         idx = np.full((a.shape[0], self.n_tokens * self.chunk), self._zero, np.int64)
         idx[:, :self.length] = self._lut[a - self.coeffs.min()]
         return torch.from_numpy(idx.reshape(len(a), self.n_tokens, self.chunk) @ self._place)

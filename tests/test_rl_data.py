@@ -1,0 +1,78 @@
+"""Synthetic demonstrations and augmentations keep every sample an exact decomposition step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.library import library_algorithm
+from search.rl.config import GameConfig, TrainConfig
+from search.rl.data import augment, random_actions, synthetic_demo, synthetic_position, trajectory_samples
+from search.rl.game import TensorGame, canonicalize, is_null, outer, split
+
+CONFIGS = [GameConfig(shape=(2, 2, 2)), GameConfig(shape=(2, 2, 3), coefficients=(-1, 0, 1)),
+           GameConfig(shape=(2, 3, 2), field="Z2"), GameConfig(shape=(1, 2, 3))]
+
+
+def _term(a, cfg):
+    t = outer(*split(a, cfg.dims))
+    return np.mod(t, 2) if cfg.field == "Z2" else t
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.shape}-{c.field}")
+def test_synthetic_demo_is_an_exact_trajectory(cfg):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        demo = synthetic_demo(cfg, TrainConfig(), rng)
+        R = len(demo)
+        for k, s in enumerate(demo):
+            assert s.value == -(R - k) and s.step == k
+            assert set(np.unique(s.actions).tolist()) <= set(cfg.coefficients) | ({1} if cfg.field == "Z2" else set())
+            nxt = s.residual.astype(np.int64) - _term(s.actions[0], cfg)
+            if cfg.field == "Z2":
+                nxt = np.mod(nxt, 2)
+            if k + 1 < R:
+                assert np.array_equal(nxt, demo[k + 1].residual)
+            else:
+                assert not nxt.any()  # the last action finishes the decomposition
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.shape}-{c.field}")
+def test_random_actions_are_non_null_and_in_the_set(cfg):
+    acts = random_actions(cfg, np.random.default_rng(1), 0.7, 200)
+    assert acts.shape == (200, sum(cfg.dims))
+    assert not any(is_null(a, cfg.dims) for a in acts)
+    assert set(np.unique(acts).tolist()) <= set(cfg.coefficients)
+
+
+@pytest.mark.parametrize("name", ["strassen", "laderman"])
+@pytest.mark.parametrize("seed", range(3))
+def test_signed_permutation_augmentation_preserves_the_decomposition(name, seed):
+    """Augment every position of a known algorithm's game: each augmented residual is still exactly
+    the sum of the augmented remaining terms, and replaying them from the augmented start solves it."""
+    f = library_algorithm(name)
+    cfg = GameConfig(shape=f.shape)
+    acts = [np.concatenate([f.U[:, r], f.V[:, r], f.W[:, r]]) for r in range(f.rank)]
+    samples = trajectory_samples(cfg, TensorGame(cfg).start, acts)
+    for k, s in list(enumerate(samples))[::3]:  # every third position: Laderman's 23 suffice sparsely
+        a = augment(s, cfg, np.random.default_rng([seed, k]))
+        assert set(np.unique(a.actions).tolist()) <= set(cfg.coefficients)  # signed permutations keep the set
+        # The augmented target is a term of some decomposition of the augmented residual: the rest
+        # of the game (augmented with the same permutation) must finish it. Rebuild that permutation
+        # by augmenting the whole remaining trajectory with the same generator seed.
+        rest = trajectory_samples(cfg, s.residual.astype(np.int64), acts[k:])
+        aug_rest = [augment(r, cfg, np.random.default_rng([seed, k])) for r in rest]
+        assert np.array_equal(aug_rest[0].residual, a.residual)
+        total = sum(_term(r.actions[0], cfg) for r in aug_rest)
+        assert np.array_equal(total, a.residual.astype(np.int64))
+        assert len(a.history) == len(s.history)
+
+
+def test_synthetic_position_matches_its_value_and_canonical_target():
+    cfg, t = GameConfig(shape=(2, 2, 2)), TrainConfig()
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        s = synthetic_position(cfg, t, rng)
+        assert np.array_equal(canonicalize(s.actions[0], cfg.dims), s.actions[0])
+        assert -cfg.steps <= s.value <= -1
+        assert s.residual.any()
