@@ -32,8 +32,19 @@ def parse_budget(b) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+class _Group:
+    """An argument group that skips options the common parser already defines (no conflicts)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, title: str) -> None:
+        self.parser, self.group = parser, parser.add_argument_group(title)
+
+    def add_argument(self, *names, **kw) -> None:
+        if not any(n in self.parser._option_string_actions for n in names):
+            self.group.add_argument(*names, **kw)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("rl (AlphaTensor-style agent)")
+    g = _Group(parser, "rl (AlphaTensor-style agent)")
     g.add_argument("--coefficients", default="", help="coefficient set, e.g. -1,0,1 (default -2..2; {0,1} for Z2)")
     g.add_argument("--max-steps", type=int, default=0, help="step limit of a game (default n·m·p)")
     g.add_argument("--simulations", type=int, default=MCTSConfig.simulations, help="MCTS simulations per move")
@@ -104,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
                      f"games={res.games} workers={cfg.workers} ray={cfg.ray} started={t0}").strip()
             fs.append(f.replace(name=f"{n}x{m}x{p}-rl-r{f.rank}-s{cfg.seed}-{i}",
                                 provenance=replace(prov, notes=notes)))
-        path = save(Path(out), fs)
-        print(f"wrote {len(fs)} verified factorization(s) of rank {res.best_rank} to {path}")
+        from compiler.formats import load
+        old = load(out) if Path(out).exists() else []  # append: keep what the file already holds
+        seen = {f.digest for f in old}
+        new = [f for f in fs if f.digest not in seen]
+        path = save(Path(out), old + new)
+        print(f"wrote {len(new)} new verified factorization(s) of rank {res.best_rank} to {path}")
     elif out:
         print("no factorization found within the budget; nothing written")
     return 0 if res.best else 1
