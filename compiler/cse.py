@@ -23,17 +23,17 @@ well under a second per run.
 from __future__ import annotations
 
 import heapq
-import random
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Hashable, Sequence
 
-from compiler.ir import Node, Program, expand, lin, mul, verify
+from compiler.ir import Node, Program, exact, expand, lin, mul, verify
 
 #: restarts by default; each is one greedy run with random tie-breaks (the first is deterministic)
 DEFAULT_RESTARTS = 16
-#: a budget on restarts × problem size (terms²), so the 93 AlphaTensor entries build in seconds
-_WORK_BUDGET = 4_000_000
+#: a budget on restarts × problem size (Σ terms² per side): small algorithms get all restarts,
+#: AlphaTensor's largest (Σ terms² ≈ 360 000 per side) one run, so all 93 build in about a minute
+_WORK_BUDGET = 300_000
 
 
 @dataclass(frozen=True)
@@ -57,79 +57,102 @@ class CseResult:
             1 for e in self.exprs for _, c in e if abs(c) != 1 and len(e) > 1)
 
 
-def _pair_key(x: int, cx: Fraction, y: int, cy: Fraction) -> tuple[int, int, Fraction]:
-    return (x, y, cy / cx) if x < y else (y, x, cx / cy)
+def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
+    """One greedy run; ``salt`` None breaks ties by variable order, else pseudo-randomly.
 
+    Hot loop, so pairs are plain ints: coefficients are interned (substitution never creates a new
+    coefficient value: the temporary takes the coefficient of its first term), a ratio table maps
+    two coefficient ids to a ratio id, and a pair is ``(x·NV + y)·NR + ratio`` with x < y.
+    """
+    cvals: list = []
+    cid: dict = {}
+    exprs: list[dict[int, int]] = []
+    for e in exprs_in:
+        d = {}
+        for v, c in e.items():
+            if c not in cid:
+                cid[c] = len(cvals)
+                cvals.append(c)
+            d[v] = cid[c]
+        exprs.append(d)
+    rvals: list = []
+    rid: dict = {}
+    table = []
+    for ci in cvals:
+        row = []
+        for cj in cvals:
+            r = exact(Fraction(cj) / ci)
+            if r not in rid:
+                rid[r] = len(rvals)
+                rvals.append(r)
+            row.append(rid[r])
+        table.append(row)
+    NR = len(rvals) or 1
+    NV = n_leaves + sum(len(e) for e in exprs) + 1
+    unit = [r == 1 or r == -1 for r in rvals]
+    where: dict[int, set[int]] = {}
 
-def _greedy(exprs_in: list[dict[int, Fraction]], n_leaves: int, rng: random.Random | None) -> CseResult:
-    exprs = [dict(e) for e in exprs_in]
-    where: dict[tuple, set[int]] = {}
-    prio: dict[tuple, tuple] = {}
+    def priority(key: int) -> tuple:
+        # prefer ±1 ratios (no scaling), then a deterministic or salted-hash order among ties
+        xy, r = divmod(key, NR)
+        x, y = divmod(xy, NV)
+        return (not unit[r], x if salt is None else hash((x, y, salt)), y)
+
     heap: list = []
-
-    def priority(key) -> tuple:
-        p = prio.get(key)
-        if p is None:
-            # prefer ±1 ratios (no scaling), then a random (or deterministic) order among ties
-            p = (abs(key[2]) != 1, rng.random() if rng else 0.0, key[0], key[1])
-            prio[key] = p
-        return p
-
-    def touch(key) -> None:
-        s = where.get(key)
-        if s and len(s) >= 2:
-            heapq.heappush(heap, (-len(s), priority(key), key))
-
-    def add_pairs(e: int, var: int) -> None:
-        ex = exprs[e]
-        cv = ex[var]
-        for x, cx in ex.items():
-            if x != var:
-                key = _pair_key(var, cv, x, cx)
-                where.setdefault(key, set()).add(e)
-                touch(key)
-
-    def drop_pairs(e: int, var: int) -> None:
-        ex = exprs[e]
-        cv = ex[var]
-        for x, cx in ex.items():
-            if x != var:
-                key = _pair_key(var, cv, x, cx)
-                s = where.get(key)
-                if s is not None:
-                    s.discard(e)
-
     for e, ex in enumerate(exprs):
         items = sorted(ex.items())
         for a in range(len(items)):
+            xa, ca = items[a]
             for b in range(a + 1, len(items)):
-                key = _pair_key(items[a][0], items[a][1], items[b][0], items[b][1])
-                where.setdefault(key, set()).add(e)
-    for key, s in where.items():
-        if len(s) >= 2:
-            heap.append((-len(s), priority(key), key))
+                key = (xa * NV + items[b][0]) * NR + table[ca][items[b][1]]
+                s = where.get(key)
+                if s is None:
+                    where[key] = {e}
+                else:
+                    s.add(e)
+    heap = [(-len(s), priority(key), key) for key, s in where.items() if len(s) >= 2]
     heapq.heapify(heap)
 
-    temps: list[tuple[int, int, Fraction]] = []
+    temps: list[tuple[int, int, object]] = []
     while heap:
         negc, _, key = heapq.heappop(heap)
         s = where.get(key)
-        if not s or len(s) != -negc or len(s) < 2:
-            continue  # stale heap entry
-        x, y, r = key
+        if not s or len(s) < 2:
+            continue
+        if len(s) != -negc:  # stale: counts only fall between pushes, so re-queue at the true count
+            if len(s) < -negc:
+                heapq.heappush(heap, (-len(s), priority(key), key))
+            continue
+        xy, r = divmod(key, NR)
+        x, y = divmod(xy, NV)
         t = n_leaves + len(temps)
-        temps.append((x, y, r))
+        temps.append((x, y, rvals[r]))
         for e in sorted(s):
             ex = exprs[e]
-            cx = ex[x]
-            drop_pairs(e, x)
-            del ex[x]
-            drop_pairs(e, y)
-            del ex[y]
+            cx, cy = ex.pop(x), ex.pop(y)
+            tx, ty = table[cx], table[cy]
+            for z, cz in ex.items():
+                tz = table[cz]
+                k1 = (x * NV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + tz[cx]
+                k2 = (y * NV + z) * NR + ty[cz] if y < z else (z * NV + y) * NR + tz[cy]
+                s2 = where.get(k1)
+                if s2 is not None:
+                    s2.discard(e)
+                s2 = where.get(k2)
+                if s2 is not None:
+                    s2.discard(e)
+            for z, cz in ex.items():  # t > z always: t is the newest variable
+                k2 = (z * NV + t) * NR + table[cz][cx]
+                s2 = where.get(k2)
+                if s2 is None:
+                    where[k2] = {e}
+                else:
+                    s2.add(e)
+                    heapq.heappush(heap, (-len(s2), priority(k2), k2))
             ex[t] = cx
-            add_pairs(e, t)
         where.pop(key, None)
-    return CseResult(n_leaves, tuple(temps), tuple(tuple(sorted(e.items())) for e in exprs))
+    return CseResult(n_leaves, tuple(temps),
+                     tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
 
 def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAULT_RESTARTS,
@@ -144,14 +167,13 @@ def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAU
             if leaf not in index:
                 index[leaf] = len(leaves)
                 leaves.append(leaf)
-            ex[index[leaf]] = Fraction(c)
+            ex[index[leaf]] = c
         exprs.append(ex)
     size = sum(len(e) ** 2 for e in exprs) + 1
     runs = max(1, min(restarts, _WORK_BUDGET // size))
-    rng = random.Random(seed)
     best = None
     for k in range(runs):
-        res = _greedy(exprs, len(leaves), rng if k else None)
+        res = _greedy(exprs, len(leaves), None if k == 0 else seed * 1_000_003 + k)
         if best is None or (res.additions, res.scalings) < (best.additions, best.scalings):
             best = res
     return best, leaves

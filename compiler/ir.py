@@ -30,6 +30,7 @@ with a coefficient other than ±1 is a scaling, counted separately (``scalings``
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,7 +38,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, matmul_tensor, reconstruct
+from compiler.factors import Factorization, FactorizationError, matmul_tensor, reconstruct, to_exact
 
 SIDES = ("a", "b", "c")
 
@@ -107,12 +108,20 @@ def _side_of(node: Node) -> str:
     return "c" if node.op == "mul" else node.side
 
 
+def exact(c) -> int | Fraction:
+    """The canonical exact coefficient: a Python ``int`` when integral (fast to hash), else a Fraction."""
+    if isinstance(c, int) and not isinstance(c, bool):
+        return c
+    q = c if isinstance(c, Fraction) else Fraction(c if not hasattr(c, "item") else c.item())
+    return q.numerator if q.denominator == 1 else q
+
+
 def lin(terms: Iterable[tuple[Node, object]] | Mapping[Node, object]) -> Node:
     """``Σ coef·node`` in canonical form; a single term with coefficient 1 is the node itself."""
     items = terms.items() if isinstance(terms, Mapping) else terms
-    acc: dict[Node, Fraction] = {}
+    acc: dict[Node, int | Fraction] = {}
     for node, c in items:
-        acc[node] = acc.get(node, Fraction(0)) + Fraction(c)
+        acc[node] = exact(acc.get(node, 0) + exact(c))
     kept = sorted(((n, c) for n, c in acc.items() if c != 0), key=lambda t: t[0].key)
     if not kept:
         raise IRError("a linear combination with no nonzero term (a zero block) is not representable")
@@ -139,12 +148,12 @@ def expand(node: Node) -> dict[Node, Fraction]:
     if hit is not None:
         return hit
     if node.op in ("input", "mul"):
-        out = {node: Fraction(1)}
+        out = {node: 1}
     else:
-        out: dict[Node, Fraction] = {}
+        out: dict[Node, int | Fraction] = {}
         for a, c in node.terms:
             for leaf, d in expand(a).items():
-                out[leaf] = out.get(leaf, Fraction(0)) + c * d
+                out[leaf] = exact(out.get(leaf, 0) + c * d)
         out = {k: v for k, v in out.items() if v != 0}
     _EXPAND[node] = out
     return out
@@ -235,13 +244,14 @@ class Program:
                 scal += sum(1 for c in n.coefs if abs(c) != 1)
         return Additions(counts["a"], counts["b"], counts["c"], scal)
 
-    def factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Exact (U, V, W) read back from the IR (object arrays of Fraction)."""
+    def factors(self, raw: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact (U, V, W) read back from the IR (int64 when integral, else Fraction objects;
+        ``raw``: object arrays of ints and Fractions as they come)."""
         n, m, p = self.shape
         R = self.rank
-        U = np.full((n * m, R), Fraction(0), dtype=object)
-        V = np.full((m * p, R), Fraction(0), dtype=object)
-        W = np.full((n * p, R), Fraction(0), dtype=object)
+        U = np.zeros((n * m, R), dtype=object)
+        V = np.zeros((m * p, R), dtype=object)
+        W = np.zeros((n * p, R), dtype=object)
         col = {prod: r for r, prod in enumerate(self.products)}
         for r, prod in enumerate(self.products):
             for leaf, c in expand(prod.args[0]).items():
@@ -251,7 +261,20 @@ class Program:
         for row, out in enumerate(self.outputs):
             for leaf, c in expand(out).items():
                 W[row, col[leaf]] = c
-        return U, V, W
+        if raw:
+            return U, V, W
+        return tuple(_exact_array(x) for x in (U, V, W))  # type: ignore[return-value]
+
+    def scaled_factors(self) -> tuple[tuple[np.ndarray, int], ...]:
+        """``((U·du, du), (V·dv, dv), (W·dw, dw))`` as integer arrays: fast exact checks."""
+        out = []
+        for arr in self.factors(raw=True):
+            flat = arr.ravel().tolist()
+            d = math.lcm(*{c.denominator for c in flat if isinstance(c, Fraction)})
+            ints = [int(c * d) for c in flat]
+            big = max((abs(v) for v in ints), default=0) >= 2**62
+            out.append((np.array(ints, dtype=object if big else np.int64).reshape(arr.shape), d))
+        return tuple(out)
 
     def names(self) -> dict[Node, str]:
         """Printable names: inputs ``a12``, products ``M1..``, shared temporaries ``s1``/``t1``/``u1``."""
@@ -303,6 +326,12 @@ class Program:
         return "\n".join(lines)
 
 
+def _exact_array(x: np.ndarray) -> np.ndarray:
+    if all(isinstance(v, int) for v in x.ravel().tolist()):
+        return x.astype(np.int64)
+    return to_exact(x)
+
+
 def verify(program: Program) -> Program:
     """Check structure and that the program computes A·B exactly; raise ``IRError`` naming the node."""
     n, m, p = program.shape
@@ -331,9 +360,9 @@ def verify(program: Program) -> Program:
         for leaf in expand(out):
             if leaf not in prods:
                 raise IRError(f"{program.name}: output c{row // p + 1}{row % p + 1} uses an unlisted product {leaf!r}")
-    U, V, W = program.factors()
-    t, d = reconstruct(U, V, W)
-    wrong = np.argwhere(t != matmul_tensor(n, m, p) * d)
+    (U, du), (V, dv), (W, dw) = program.scaled_factors()
+    t, d = reconstruct(U, V, W)  # integer arrays: d == 1, the scale is du·dv·dw
+    wrong = np.argwhere(t != matmul_tensor(n, m, p) * (d * du * dv * dw))
     if len(wrong):
         _, _, c = (int(x) for x in wrong[0])
         i, k = divmod(c, p)

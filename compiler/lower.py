@@ -23,16 +23,12 @@ from fractions import Fraction
 
 from compiler.constructions import kron
 from compiler.factors import Factorization
-from compiler.ir import Node, Program, inp, lin, mul, verify
+from compiler.ir import Node, Program, exact, inp, lin, mul, verify
 
 
 def _column(arr, rows: int, r: int) -> list[tuple[int, Fraction]]:
-    out = []
-    for k in range(rows):
-        c = arr[k, r]
-        if c != 0:
-            out.append((k, c if isinstance(c, Fraction) else Fraction(int(c))))
-    return out
+    col = arr[:, r].tolist()
+    return [(k, exact(c)) for k, c in enumerate(col) if c != 0]
 
 
 def lower(f: Factorization, check: bool = True) -> Program:
@@ -60,7 +56,7 @@ def lower(f: Factorization, check: bool = True) -> Program:
             merged.append({})
         acc = merged[col_of[prod]]
         for row, c in ws:
-            acc[row] = acc.get(row, Fraction(0)) + c
+            acc[row] = exact(acc.get(row, 0) + c)
     outputs = []
     for row in range(n * p):
         outputs.append(lin((prods[k], acc[row]) for k, acc in enumerate(merged) if acc.get(row, 0) != 0))
