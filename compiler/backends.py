@@ -78,9 +78,9 @@ def get_backend(name: str) -> Backend:
 
 
 # -- the torch backend ------------------------------------------------------------------------------
-def _torch_emit(f: Factorization, levels: int = 1, source: str = "", **options) -> list[Any]:
+def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=None, **options) -> list[Any]:
     from compiler.emit_torch import TorchConfig, emit
-    return [emit(f, TorchConfig(levels=levels, **options), source)]
+    return [emit(f, TorchConfig(levels=levels, **options), source, prepared)]
 
 
 def _torch_callable(f: Factorization, levels: int = 1, **options) -> Callable:

@@ -184,9 +184,10 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "algorithm"
 
 
-def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "") -> GeneratedFile:
-    """Render the torch module of ``f`` (see module docstring)."""
-    plain, prog, sched = prepare(f, config)
+def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",
+         prepared: tuple[Program, Program, Schedule] | None = None) -> GeneratedFile:
+    """Render the torch module of ``f`` (see module docstring); ``prepared``: ``prepare(f, config)``."""
+    plain, prog, sched = prepared or prepare(f, config)
     n, m, p = f.shape
     plan = sched.plan
     plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + 1} c-blocks" + (
