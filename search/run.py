@@ -75,6 +75,9 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--max-plus", type=int, default=d.max_plus, help="plus transitions may go this far above the best rank")
     g.add_argument("--pool-size", type=int, default=d.pool_size)
     g.add_argument("--max-flips", type=int, default=None, help="stop after this many flips per walker")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="objective walk: start temperature in proxy units (additions before CSE)")
+    g.add_argument("--final-temperature", type=float, default=None)
     g.add_argument("--log", default=None, help="append one JSON line per event to this file")
     g.add_argument("--no-progress", action="store_true")
 
@@ -266,6 +269,9 @@ def run_flips(args: argparse.Namespace) -> int:
         tag = "mod2" if field == "Z2" else "Z"
         named = []
         for f in found + ([lifted] if lifted is not None else []):
+            if f.digest == start.digest:
+                print(f"{f.label()} is the starting scheme itself: nothing new to append", flush=True)
+                continue
             kind = "Z" if f.field == "Q" else tag
             nm = f"{n}x{m}x{p}-flips-r{f.rank}-{kind}" + (f"-{args.reward}" if value is not None else "") + f"-s{args.seed}"
             pv = f.provenance
@@ -280,6 +286,10 @@ def _optimise(best: Factorization, reward, field: str, budget: float, args, rep:
     """Rank-preserving walk maximising the reward; returns ([best scheme], its reward)."""
     from search.flips.objective import ObjectiveConfig, improve
     ocfg = ObjectiveConfig(field=field, budget_s=max(budget, 0.0), seed=args.seed)
+    if args.temperature is not None:
+        ocfg = replace(ocfg, temperature=args.temperature)
+    if args.final_temperature is not None:
+        ocfg = replace(ocfg, final_temperature=args.final_temperature)
     method = prov.method + f"; then rank-preserving flips maximising reward {args.reward!r} (search.flips.objective)"
     res = improve(best, reward, ocfg, provenance=replace(prov, method=method),
                   on_best=lambda t, f, v: rep.event(args.reward, v, rank=f.rank))

@@ -125,6 +125,8 @@ def _settle(P, N, R, watch, mod2):
                     continue
                 s0 = _same(P[x, 0], N[x, 0], P[y, 0], N[y, 0], mod2)
                 s1 = _same(P[x, 1], N[x, 1], P[y, 1], N[y, 1], mod2)
+                if s0 == 0 and s1 == 0:  # the common case: at most one equal slot
+                    continue
                 s2 = _same(P[x, 2], N[x, 2], P[y, 2], N[y, 2], mod2)
                 eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
                 if eq < 2:
@@ -159,22 +161,23 @@ def _settle(P, N, R, watch, mod2):
 def _flip(P, N, R, rng, mod2):
     """One random flip; returns the two changed terms (r, s), or (-1, -1) when the sample admits none."""
     r = _below(rng, R)
-    t = _below(rng, 3)
-    # reservoir-sample a partner s sharing slot t with r (up to sign)
+    # reservoir-sample a partner (s, slot t) sharing a factor with r, up to sign, over all three
+    # slots in one scan (one slot per scan needed ~3x more scans per flip on <4,4,4>)
     s = -1
+    t = -1
     sig = 0
     count = 0
-    rp = P[r, t]
-    rn = N[r, t]
     for q in range(R):
         if q == r:
             continue
-        e = _same(rp, rn, P[q, t], N[q, t], mod2)
-        if e != 0:
-            count += 1
-            if _below(rng, count) == 0:
-                s = q
-                sig = e
+        for tt in range(3):
+            e = _same(P[r, tt], N[r, tt], P[q, tt], N[q, tt], mod2)
+            if e != 0:
+                count += 1
+                if count == 1 or _below(rng, count) == 0:
+                    s = q
+                    t = tt
+                    sig = e
     if s < 0:
         return -1, -1
     bits = _below(rng, 4)

@@ -33,6 +33,7 @@ class ObjectiveConfig:
     temperature: float = 2.0  # in proxy units (additions before CSE) at the start ...
     final_temperature: float = 0.3  # ... cooled geometrically to this at the end of the budget
     patience: int = 50  # chunks without a better reward before returning to the best scheme
+    proxy_margin: int = 4  # score a chunk's best only when its proxy is within this of the best scored
     max_escapes: int = 4  # failed attempts to leave a scheme without flips before giving up
     seed: int = 0
 
@@ -115,12 +116,12 @@ def _anneal(P, N, R, mod2, steps, t_start, t_end, rng, out_rows, bestP, bestN):
     return R, cur, bestR, best, accepted
 
 
-def _escape(P, N, R, mod2, rng, flips: int = 200_000, tries: int = 16):
+def _escape(P, N, R, mod2, rng, flips: int = 2_000_000, tries: int = 16):
     """Leave a scheme without flips (Strassen and Laderman have none: no two terms share a
     factor): 2-4 plus transitions, then a walk back down to rank ``R``; kept only when the scheme
     reached admits flips (one plus transition measured to fall back to an isolated scheme in
     20 of 20 tries from Laderman; three, in 5 of 20 to a flippable one). Returns ``None`` when
-    every try fails (measured: 3 of 4 seeds fail 64 tries from Laderman at 200k flips each)."""
+    every try fails (200k flips per walk back measured too few: 3 of 4 seeds failed 64 tries from Laderman)."""
     out = np.zeros(5, np.int64)
     for t in range(tries):
         Q = np.zeros((P.shape[0] + 5, 3), np.uint64)
@@ -165,6 +166,8 @@ def improve(start: Factorization, reward: Callable[[Factorization], float], conf
     best_v = start_v = float(reward(start))
     seen = {start.digest}
     evals, invalid, stale, failed_escapes = 1, 0, 0, 0
+    R0 = R
+    best_proxy = int(naive_additions(P, N, R, out_rows))
     t0 = time.perf_counter()
     history = [(0.0, best_v)]
     base = provenance or start.provenance
@@ -175,7 +178,7 @@ def improve(start: Factorization, reward: Callable[[Factorization], float], conf
         if propose is None:
             frac = min(1.0, el / cfg.budget_s) if cfg.budget_s > 0 else 1.0
             temp = cfg.temperature * (cfg.final_temperature / cfg.temperature) ** frac
-            R, _, bR, _, acc = _anneal(P, N, R, mod2, cfg.chunk, temp, temp, rng, out_rows, bestP, bestN)
+            R, _, bR, bproxy, acc = _anneal(P, N, R, mod2, cfg.chunk, temp, temp, rng, out_rows, bestP, bestN)
             if acc == 0:  # an isolated scheme (Strassen, Laderman: no two terms share a factor)
                 esc = _escape(P, N, R, mod2, rng)
                 if esc is None:
@@ -185,7 +188,14 @@ def improve(start: Factorization, reward: Callable[[Factorization], float], conf
                     continue
                 P, N, R = esc
                 continue
+            if bR == R0 and bproxy > best_proxy + cfg.proxy_margin:
+                stale += 1  # not promising enough to spend a reward evaluation on
+                if stale >= cfg.patience:
+                    P, N, R = encode(best_f, cfg.field)
+                    stale = 0
+                continue
             cand = decode(bestP, bestN, bR, shape, cfg.field, "", base)
+            best_proxy = min(best_proxy, bproxy) if bR == R0 else best_proxy
         else:
             cand = propose(best_f, gen)
         if cand.digest in seen:
