@@ -172,6 +172,9 @@ class RuntimeReward:
 
     def _measure(self, f: Factorization) -> float:
         from compiler.formats import save
+        if f.field != "Q":  # refused before spawning anything: a mod-2 scheme computes no real product
+            self.last_error = f"{f.label()} is valid only modulo 2; it does not compute a real matrix product"
+            return self.failure_reward
         with tempfile.TemporaryDirectory(prefix="fastmm-runtime-") as d:
             path = Path(d) / "f.npz"
             save(path, [f.replace(name=f.name or "candidate")])

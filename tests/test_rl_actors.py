@@ -23,6 +23,14 @@ TINY = RunConfig(game=GameConfig(shape=(1, 1, 2), coefficients=(0, 1)),
                  train=TrainConfig(batch_size=8, warmup_steps=150, checkpoint_every=10, train_steps_per_game=2))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the learner of a run uses one thread (actors.run sets it too)
+    yield
+    torch.set_num_threads(n)
+
+
 def _metrics(path):
     return [json.loads(line) for line in open(path)]
 
