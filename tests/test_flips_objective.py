@@ -56,13 +56,14 @@ def test_objective_never_accepts_an_invalid_scheme(walked_223):
 
 
 def test_objective_escapes_an_isolated_scheme():
-    """Laderman admits no flip at all: the walk tries to leave it by plus transitions and a walk back
-    to rank 23 (seed 3 succeeds, measured), and otherwise stops and says so instead of spinning."""
-    f = library_algorithm("laderman")
+    """Strassen (like Laderman) admits no flip at all: the walk tries to leave it by plus transitions
+    and a walk back to its rank, and otherwise stops and says so instead of spinning. (Laderman
+    takes ~2 min here on the shared machine: exercised by the additions runs, not the unit tier.)"""
+    f = library_algorithm("strassen")
     for seed in (3, 0):
         res = improve(f, _nnz_reward, ObjectiveConfig(max_evals=4, budget_s=120, chunk=2000, seed=seed,
                                                       max_escapes=2))
-        assert res.best.verify() and res.best.rank <= 23
+        assert res.best.verify() and res.best.rank <= f.rank
         assert res.evaluations > 1 or res.failed_escapes == 2
 
 
