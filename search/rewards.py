@@ -112,12 +112,14 @@ class AdditionsReward:
 class RuntimeConfig:
     """What a runtime measurement means; every field is part of the cache key.
 
-    ``backend`` is ``"reference"`` (one level evaluated with torch ops: the block combinations,
-    R block products with ``torch.matmul``, the output combinations) or ``"module:function"``,
-    a factory ``function(f, dtype, device) -> callable(a, b)`` (e.g. the compiler's backend).
+    ``backend`` is a name in the compiler's backend registry (``"torch"``, ``"triton"``, ...: the
+    algorithm compiled by ``compiler.pipeline.compile(f, backend=..., levels=1)``), ``"reference"``
+    (one level evaluated with plain torch ops: the block combinations, R block products with
+    ``torch.matmul``, the output combinations; needs no compiler), or ``"module:function"``, a
+    factory ``function(f, dtype, device) -> callable(a, b)``.
     """
 
-    backend: str = "reference"
+    backend: str = "torch"
     size: int = 256  # square matrices; rounded up so every block dimension divides
     dtype: str = "float32"
     device: str = "cpu"
@@ -301,11 +303,13 @@ def _measure_main(path: str, config: dict) -> dict:
     (f,) = load(path)
     dtype = getattr(torch, cfg.dtype)
     if cfg.backend == "reference":
-        factory = reference_backend
-    else:
+        fn = reference_backend(f, dtype, cfg.device)
+    elif ":" in cfg.backend:
         mod, _, attr = cfg.backend.partition(":")
-        factory = getattr(importlib.import_module(mod), attr)
-    fn = factory(f, dtype, cfg.device)
+        fn = getattr(importlib.import_module(mod), attr)(f, dtype, cfg.device)
+    else:  # the compiler's backend registry
+        from compiler.pipeline import compile as compile_algorithm
+        fn = compile_algorithm(f, backend=cfg.backend, levels=1)
     n, m, p = f.shape
     step = n * m * p  # every block dimension divides the size
     size = -(-cfg.size // step) * step

@@ -71,13 +71,14 @@ FAST = dict(size=32, repeats=2, warmup=1)
 
 
 def test_runtime_reward_measures_reference_backend(tmp_path):
-    r = RuntimeReward(RuntimeConfig(**FAST), timeout_s=120, cache_path=str(tmp_path / "cache.json"))
+    r = RuntimeReward(RuntimeConfig(backend="reference", **FAST), timeout_s=120,
+                      cache_path=str(tmp_path / "cache.json"))
     v = r(STRASSEN)
     assert v < 0 and v != r.failure_reward, r.last_error
     t0 = time.perf_counter()
     assert r(STRASSEN) == v  # cached by digest: no second child
     assert time.perf_counter() - t0 < 0.5
-    r2 = RuntimeReward(RuntimeConfig(**FAST), cache_path=str(tmp_path / "cache.json"))
+    r2 = RuntimeReward(RuntimeConfig(backend="reference", **FAST), cache_path=str(tmp_path / "cache.json"))
     assert r2(STRASSEN) == v  # persisted
 
 
@@ -100,6 +101,13 @@ def test_runtime_reward_survives_hanging_kernel():
     assert time.perf_counter() - t0 < 30
 
 
+def test_runtime_reward_with_the_compilers_torch_backend():
+    pytest.importorskip("compiler.pipeline", reason="the compiler's pipeline (issue #3) is not here")
+    r = RuntimeReward(RuntimeConfig(backend="torch", **FAST), timeout_s=120)
+    v = r(STRASSEN)
+    assert v < 0 and v != r.failure_reward, r.last_error
+
+
 def test_load_runtime_with_options():
     r = load_reward("runtime", size=64, backend="reference", timeout_s=5.0)
     assert isinstance(r, RuntimeReward) and r.config.size == 64 and r.timeout_s == 5.0
@@ -108,4 +116,4 @@ def test_load_runtime_with_options():
 def test_mod2_factorization_rejected_by_runtime():
     f = Factorization((1, 1, 1), [[1]], [[1]], [[1]], field="Z2")
     r = RuntimeReward(RuntimeConfig(**FAST), timeout_s=60, failure_reward=-99.0)
-    assert r(f) == -99.0 and "modulo 2" in r.last_error
+    assert r(f) == -99.0 and "modulo 2" in r.last_error  # refused without spawning a child
