@@ -77,3 +77,23 @@ def test_additions_reward_plugin_drives_the_walk(walked_223):
     res = improve(walked_223, reward, ObjectiveConfig(max_evals=8, budget_s=60, chunk=5000, seed=0))
     assert res.best.verify() and res.best.rank == 11
     assert res.best_value >= res.start_value
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("name", ["strassen", "laderman", "naive-2x3x4"])
+def test_basis_moves_preserve_validity_and_rank(name, seed):
+    from search.flips.objective import basis_move, proxy_additions
+    f = naive(2, 3, 4) if name == "naive-2x3x4" else library_algorithm(name)
+    g = f
+    gen = np.random.default_rng(seed)
+    for _ in range(4):
+        g = basis_move(g, gen)
+        assert g.verify() and g.rank == f.rank and g.shape == f.shape
+    assert proxy_additions(g) >= 0
+
+
+def test_objective_walks_isolated_scheme_by_basis_moves():
+    """Laderman has no flips; with basis moves on, the walk still scores new schemes."""
+    res = improve(library_algorithm("laderman"), _nnz_reward, ObjectiveConfig(max_evals=10, budget_s=60, chunk=500))
+    assert res.evaluations >= 10 and res.best.verify() and res.best.rank == 23
+    assert res.best_value >= res.start_value

@@ -34,6 +34,7 @@ class ObjectiveConfig:
     final_temperature: float = 0.3  # ... cooled geometrically to this at the end of the budget
     patience: int = 50  # chunks without a better reward before returning to the best scheme
     proxy_margin: int = 4  # score a chunk's best only when its proxy is within this of the best scored
+    basis_moves: bool = True  # walk by changes of basis where no flip exists (else: escape by plus transitions)
     max_escapes: int = 4  # failed attempts to leave a scheme without flips before giving up
     seed: int = 0
 
@@ -140,6 +141,63 @@ def _escape(P, N, R, mod2, rng, flips: int = 2_000_000, tries: int = 16):
     return None
 
 
+def _side_cost(A: np.ndarray) -> int:
+    """Additions to form the distinct (up to sign) columns of A: a shared factor is built once."""
+    cols = set()
+    for c in A.T.tolist():
+        neg = [-x for x in c]
+        cols.add(tuple(max(c, neg)))
+    return sum(sum(1 for x in c if x) - 1 for c in cols)
+
+
+def proxy_additions(f: Factorization) -> int:
+    """A cheap stand-in for additions after CSE: distinct a- and b-side factors, plus the c side."""
+    U, V, W = (np.asarray(a, dtype=object) for a in (f.U, f.V, f.W))
+    return _side_cost(U) + _side_cost(V) + int(np.count_nonzero(W != 0)) - W.shape[0]
+
+
+def basis_move(f: Factorization, gen: np.random.Generator) -> Factorization:
+    """``f`` in another basis: one elementary matrix I ± e_ij on one of the three sides.
+
+    A rank-preserving move that exists for every scheme, including the ones without flips
+    (the sandwich maps shared factors to shared factors, so it never creates a flip).
+    """
+    from compiler.constructions import change_basis
+    mats = [np.eye(d, dtype=np.int64) for d in f.shape]
+    sides = [k for k, d in enumerate(f.shape) if d > 1]
+    k = sides[int(gen.integers(len(sides)))]
+    d = f.shape[k]
+    i, j = gen.choice(d, 2, replace=False)
+    mats[k][i, j] = 1 if gen.random() < 0.5 else -1
+    g = change_basis(f, *mats)
+    return g.replace(name=f.name, provenance=f.provenance)
+
+
+def _basis_step(cur: Factorization, cur_v: float, reward, gen: np.random.Generator, field: str,
+                proposals: int = 8, temperature: float = 0.5):
+    """Best-by-proxy of ``proposals`` basis moves, scored by the reward and accepted by Metropolis.
+
+    Returns (candidate or None, its reward or None, accepted). Only ternary schemes are kept on
+    the ternary walk, so the flip kernel can keep holding the current scheme.
+    """
+    best, best_p = None, None
+    for _ in range(proposals):
+        g = basis_move(cur, gen)
+        if field == "Z" and not (g.is_integral and all(np.abs(np.asarray(a)).max(initial=0) <= 1
+                                                      for a in (g.U, g.V, g.W))):
+            continue
+        p = proxy_additions(g)
+        if best_p is None or p < best_p:
+            best, best_p = g, p
+    if best is None:
+        return None, None, False
+    if not best.verify():  # a change of basis preserves validity; checked all the same
+        return None, None, False
+    v = float(reward(best))
+    ok = v >= cur_v or gen.random() < math.exp((v - cur_v) / temperature)
+    return best, v, ok
+
+
 def improve(start: Factorization, reward: Callable[[Factorization], float], config: ObjectiveConfig,
             on_best: Callable[[float, Factorization, float], None] | None = None,
             propose: Callable[[Factorization, np.random.Generator], Factorization] | None = None,
@@ -167,6 +225,7 @@ def improve(start: Factorization, reward: Callable[[Factorization], float], conf
     seen = {start.digest}
     evals, invalid, stale, failed_escapes = 1, 0, 0, 0
     R0 = R
+    basis_cur, basis_v = start, start_v
     best_proxy = int(naive_additions(P, N, R, out_rows))
     t0 = time.perf_counter()
     history = [(0.0, best_v)]
@@ -180,6 +239,21 @@ def improve(start: Factorization, reward: Callable[[Factorization], float], conf
             temp = cfg.temperature * (cfg.final_temperature / cfg.temperature) ** frac
             R, _, bR, bproxy, acc = _anneal(P, N, R, mod2, cfg.chunk, temp, temp, rng, out_rows, bestP, bestN)
             if acc == 0:  # an isolated scheme (Strassen, Laderman: no two terms share a factor)
+                if cfg.basis_moves and not mod2:
+                    # walk by changes of basis instead (they exist for every scheme)
+                    cand, v, ok = _basis_step(basis_cur, basis_v, reward, gen, cfg.field)
+                    if cand is None:
+                        continue
+                    evals += 1
+                    if ok:
+                        basis_cur, basis_v = cand, v
+                        P, N, R = encode(cand, cfg.field)
+                    if v > best_v:
+                        best_f, best_v = cand.replace(provenance=base), v
+                        history.append((time.perf_counter() - t0, v))
+                        if on_best is not None:
+                            on_best(time.perf_counter() - t0, best_f, v)
+                    continue
                 esc = _escape(P, N, R, mod2, rng)
                 if esc is None:
                     failed_escapes += 1
