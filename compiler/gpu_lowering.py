@@ -154,7 +154,7 @@ class GpuProgram:
     shape: tuple[int, int, int]
     rank: int
     nnz: tuple[int, int, int]
-    source: str         # where the factorization came from (file, paper)
+    source: str         # where the factorization came from (paper, construction)
     generator: str
     a: Side
     b: Side
@@ -162,6 +162,7 @@ class GpuProgram:
     products: tuple[Product, ...]
     c_blocks: tuple[Block, ...]  # every c-block, row-major (the fused GEMM's accumulators)
     exact_literals: bool  # every coefficient is a dyadic rational (exact float literal)
+    factor_file: str = ""  # the file it was read from, when built from one
 
 
 def coefficient_literal(q: Fraction) -> str:
@@ -195,7 +196,7 @@ def _blocks(letter: str, rows: int, cols: int) -> list[Block]:
             for i in range(rows) for j in range(cols)]
 
 
-def lower(f: Factorization, name: str | None = None, cse: bool = True) -> GpuProgram:
+def lower(f: Factorization, name: str | None = None, cse: bool = True, factor_file: str = "") -> GpuProgram:
     """One level of ``f`` as a ``GpuProgram``, through the compiler's IR (and its CSE unless ``cse=False``).
 
     Refuses mod-2 schemes (they compute no real product). Products that the IR merges or drops
@@ -207,10 +208,11 @@ def lower(f: Factorization, name: str | None = None, cse: bool = True) -> GpuPro
         from compiler.cse import cse_program
         program = cse_program(program)
     src = f.provenance.source or f.provenance.method or "unknown"
-    return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src)
+    return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src, factor_file)
 
 
-def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], source: str) -> GpuProgram:
+def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], source: str,
+            factor_file: str = "") -> GpuProgram:
     """The render context of an IR ``Program`` (see ``compiler.ir``): loads, temporaries, results, products."""
     n, m, p = program.shape
     grids = {"a": (n, m), "b": (m, p), "c": (n, p)}
@@ -233,8 +235,15 @@ def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], 
             return (Term(Fraction(1), var[node], names[node]),)
         return definition(node)
 
+    order = {node: k for k, node in enumerate(program.nodes())}
+    prod_index = {prod: r for r, prod in enumerate(program.products)}
+
+    def reading_order(term) -> tuple:  # as the papers write sums: inputs by position, M1..MR, then temporaries
+        node = term[0]
+        return (node.op == "lin", prod_index.get(node, -1), node.index, order[node])
+
     def definition(node: Node) -> tuple[Term, ...]:
-        return tuple(Term(Fraction(c), var[a], names[a]) for a, c in node.terms)
+        return tuple(Term(Fraction(c), var[a], names[a]) for a, c in sorted(node.terms, key=reading_order))
 
     def expanded(node: Node, by_leaf: dict[Node, Block]) -> tuple[tuple[Term, ...], tuple[Block, ...]]:
         leaves = sorted(expand(node).items(), key=lambda t: t[0].key)
@@ -265,4 +274,4 @@ def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], 
         products.append(Product(r, f"m_{r}", f"M{r + 1}", a_terms, b_terms, a_loads, b_loads, tuple(uses[pr])))
     coefs = {Fraction(c) for node in program.nodes() if node.op == "lin" for c in node.coefs}
     return GpuProgram(name, label, program.digest, program.shape, R, nnz, source, GENERATOR_VERSION,
-                      a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs))
+                      a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs), factor_file)

@@ -31,9 +31,10 @@ import math
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal
 
 import torch
 
@@ -53,6 +54,7 @@ class CombineTile:
     tile_r: int = 32
     tile_c: int = 64
     num_warps: int = 4
+    tile_b: int = 1  # batch entries per tile: >1 pays off when nested levels make blocks small
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,12 @@ def _acc(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+@lru_cache(maxsize=64)
+def level_kernels(f: Factorization) -> "TritonLevel":
+    """The ``TritonLevel`` of ``f``, emitted and imported once per process (emission runs the CSE)."""
+    return TritonLevel(f)
+
+
 class TritonLevel:
     """The kernels of one level (one generated module) and their launchers."""
 
@@ -164,18 +172,19 @@ class TritonLevel:
         """``combine_a``/``combine_b``: (B, rows, cols) → (B·R, blk_r, blk_c) operand stack."""
         B, rows, cols = x.shape
         out = torch.empty((B * self.rank, blk_r, blk_c), dtype=x.dtype, device=x.device)
-        grid = (math.ceil(blk_r / tile.tile_r) * math.ceil(blk_c / tile.tile_c), B)
-        self._k[kind][grid](x, out, rows, cols, blk_r, blk_c, *x.stride(), ACC=_acc(x.dtype),
-                            TILE_R=tile.tile_r, TILE_C=tile.tile_c, num_warps=tile.num_warps)
+        grid = (math.ceil(blk_r / tile.tile_r) * math.ceil(blk_c / tile.tile_c), math.ceil(B / tile.tile_b))
+        self._k[kind][grid](x, out, B, rows, cols, blk_r, blk_c, *x.stride(), ACC=_acc(x.dtype),
+                            TILE_B=tile.tile_b, TILE_R=tile.tile_r, TILE_C=tile.tile_c, num_warps=tile.num_warps)
         return out
 
     def combine_c(self, prods: torch.Tensor, c: torch.Tensor, tile: CombineTile) -> torch.Tensor:
         """(B·R, blk_r, blk_c) contiguous products → every c-block of ``c`` (B, rows, cols)."""
         B, rows, cols = c.shape
         _, blk_r, blk_c = prods.shape
-        grid = (math.ceil(blk_r / tile.tile_r) * math.ceil(blk_c / tile.tile_c), B)
-        self._k["combine_c"][grid](prods, c, rows, cols, blk_r, blk_c, *c.stride(), ACC=_acc(c.dtype),
-                                   TILE_R=tile.tile_r, TILE_C=tile.tile_c, num_warps=tile.num_warps)
+        grid = (math.ceil(blk_r / tile.tile_r) * math.ceil(blk_c / tile.tile_c), math.ceil(B / tile.tile_b))
+        self._k["combine_c"][grid](prods, c, B, rows, cols, blk_r, blk_c, *c.stride(), ACC=_acc(c.dtype),
+                                   TILE_B=tile.tile_b, TILE_R=tile.tile_r, TILE_C=tile.tile_c,
+                                   num_warps=tile.num_warps)
         return c
 
     def gemm(self, kind: str, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, blocks: tuple[int, int, int],
@@ -206,9 +215,9 @@ class TritonMatmul:
             g = f
             for _ in range(options.levels - 1):
                 g = kron(g, f)
-            self.level, self.depth = TritonLevel(g), 1
+            self.level, self.depth = level_kernels(g), 1
         else:
-            self.level, self.depth = TritonLevel(f), options.levels
+            self.level, self.depth = level_kernels(f), options.levels
         self._tuned: dict[tuple, TileConfig] = {}
 
     @property
@@ -298,6 +307,29 @@ def time_cuda(fn: Callable[[], object], warmup: int = 2, reps: int = 5) -> float
 def triton_matmul(f: Factorization, **options) -> TritonMatmul:
     """Shorthand: ``triton_matmul(strassen, levels=2, schedule="fused")``."""
     return TritonMatmul(f, TritonOptions(**options))
+
+
+def _emit_files(f: Factorization, levels: int = 1, source: str = "", flatten: bool = False, **_ignored) -> list:
+    """The registry's ``emit``: the one generated module the runtime would load (levels nest at run time)."""
+    g = f
+    if flatten:
+        for _ in range(levels - 1):
+            g = kron(g, f)
+    return [emit(g, factor_file=source)]
+
+
+def _register() -> None:
+    from compiler.backends import Backend, register_backend
+    register_backend(Backend(
+        "triton", "generated Triton kernels: streaming combinations, output combination, product GEMM with "
+                  "operand sums in its loads, fused GEMM with the w*acc epilogue (schedules streaming | "
+                  "fused_operands | fused); CUDA GPUs, or CPU under TRITON_INTERPRET=1",
+        _emit_files, triton_matmul, devices=("cuda", "cpu-interpreter"),
+        dtypes=("float32", "float16", "bfloat16", "float64"),
+        options=("schedule", "flatten", "tf32", "tiles", "candidates")))
+
+
+_register()
 
 
 __all__ = ["CANDIDATES", "CombineTile", "GemmTile", "SCHEDULES", "TileConfig", "TritonLevel", "TritonMatmul",

@@ -1,0 +1,33 @@
+"""The Triton tier: on a machine without CUDA, run the generated kernels in Triton's interpreter.
+
+``TRITON_INTERPRET`` is read when a kernel is decorated with ``@triton.jit`` (Triton 3.x reads its
+knobs lazily), and fastmm's kernels are generated and decorated only when a test asks for them, so
+setting the variable here, before any test in this folder runs, is enough even if something imported
+triton earlier. With CUDA present the variable is left alone and the same tests run on the GPU.
+"""
+
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    return "cuda" if HAS_CUDA else "cpu"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """Generated modules go to a fresh folder per run, not the user's cache."""
+    old = os.environ.get("FASTMM_KERNEL_CACHE")
+    os.environ["FASTMM_KERNEL_CACHE"] = str(tmp_path_factory.mktemp("triton_kernels"))
+    yield
+    if old is None:
+        os.environ.pop("FASTMM_KERNEL_CACHE", None)
+    else:
+        os.environ["FASTMM_KERNEL_CACHE"] = old
