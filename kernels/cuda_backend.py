@@ -14,6 +14,7 @@ neither CuPy nor a GPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -116,12 +117,12 @@ class CudaMatmul:
             raise ValueError(f"inner dimensions differ: {tuple(a.shape)} @ {tuple(b.shape)}")
         batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-        a3 = a.expand(*batch, M, K).reshape(-1, M, K)
-        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
-        if min(M, N) == 0 or a3.shape[0] == 0:
+        if min(M, N) == 0 or math.prod(batch) == 0:
             return torch.empty((*batch, M, N), dtype=a.dtype, device=a.device)
         if K == 0:
             return torch.zeros((*batch, M, N), dtype=a.dtype, device=a.device)
+        a3 = a.expand(*batch, M, K).reshape(-1, M, K)
+        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
         level = level_kernels(self.factorization, a.dtype)
         c = torch.empty((a3.shape[0], M, N), dtype=a.dtype, device=a.device)
         return self._level(level, a3, b3, c, self.options.levels).reshape(*batch, M, N)

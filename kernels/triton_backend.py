@@ -233,12 +233,12 @@ class TritonMatmul:
             raise ValueError(f"a and b are on different devices: {a.device}, {b.device}")
         batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-        a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # a view when a is already 3-D or 2-D
-        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
-        if min(M, N) == 0 or a3.shape[0] == 0:
+        if min(M, N) == 0 or math.prod(batch) == 0:
             return torch.empty((*batch, M, N), dtype=a.dtype, device=a.device)
         if K == 0:
             return torch.zeros((*batch, M, N), dtype=a.dtype, device=a.device)
+        a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # a view when a is already 3-D or 2-D
+        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
         tiles = self.options.tiles or self._autotune(a3, b3)
         return self._run(a3, b3, tiles).reshape(*batch, M, N)
 
@@ -277,7 +277,8 @@ class TritonMatmul:
         hit = self._tuned.get(key)
         if hit is not None:
             return hit
-        times = [time_cuda(lambda cfg=cfg: self._run(a3, b3, cfg)) for cfg in cands]
+        # one warm-up (compiles) and the median of 3: enough to rank tiles that differ by >5 %
+        times = [time_cuda(lambda cfg=cfg: self._run(a3, b3, cfg), warmup=1, reps=3) for cfg in cands]
         best = cands[min(range(len(cands)), key=times.__getitem__)]
         if math.isinf(min(times)):
             raise RuntimeError(f"no tile configuration ran for {self.factorization.label()} ({self.options})")

@@ -80,13 +80,14 @@ def test_small_integers(alg, levels, dtype, schedule, device):
         assert (c.double() - ref).abs().max().item() <= (levels + 1) * bound * 2.0 ** -11
 
 
-@pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.parametrize("alg", ["strassen", "winograd"])
 @pytest.mark.parametrize("flatten", [False, True], ids=["nested", "flat"])
 def test_two_levels_flattened_equals_nested(alg, flatten, device):
-    """Both ways of running two levels give the exact product (flattened only where R^2 is small)."""
+    """Both ways of running two levels give the exact product with the fused kernel at the bottom.
+
+    (Flattening is only offered for small R^2: Laderman^2 would be one kernel of 529 products.)
+    """
     f = library_algorithm(alg)
-    if flatten and f.rank ** 2 > 64:
-        pytest.skip(f"flattening {f.label()} twice emits {f.rank ** 2} products; nesting is the supported way")
     mm = TritonMatmul(f, TritonOptions(schedule="fused", levels=2, flatten=flatten, tiles=SMALL))
     a, b = ints((35, 41), 2, torch.float32, device, 3), ints((41, 23), 2, torch.float32, device, 4)
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())
@@ -105,8 +106,7 @@ def test_degenerate_and_aligned_shapes(schedule, M, K, N, device):
 def test_batched_broadcast_and_noncontiguous(schedule, device):
     mm = TritonMatmul(library_algorithm("winograd"), TritonOptions(schedule=schedule, levels=1, tiles=SMALL))
     a = ints((3, 27, 30), 2, torch.float32, device, 7)
-    bt = ints((19, 30), 2, torch.float32, device, 8)
-    b = bt.t().contiguous().t()  # same values, column-major strides
+    b = ints((19, 30), 2, torch.float32, device, 8).t()  # (30, 19) with column-major strides
     a_nc = ints((3, 30, 27), 2, torch.float32, device, 9).transpose(1, 2)  # non-contiguous batch
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())  # b broadcast over the batch
     assert torch.equal(mm(a_nc, b).double(), a_nc.double() @ b.double())
@@ -120,7 +120,7 @@ def test_empty_and_k_zero(device):
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-@pytest.mark.parametrize("alg,levels", [("strassen", 2), ("laderman", 1), ("winograd2", 1)])
+@pytest.mark.parametrize("alg,levels", [("strassen", 2), ("laderman", 1)])
 def test_float64(alg, levels, schedule, device):
     """fp64 runs end to end in fp64 (the accumulator too): integer data exact."""
     mm = TritonMatmul(library_algorithm(alg), TritonOptions(schedule=schedule, levels=levels, tiles=SMALL))
