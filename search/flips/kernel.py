@@ -248,13 +248,25 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
     reductions = 0
     plus = 0
     since = 0
+    misses = 0
     while R > stop_rank and flips < max_flips:
         attempts += 1
         r, s = _flip(P, N, R, rng, mod2)
         if r < 0:
-            if attempts > 64 * (flips + 16):  # no flip exists (e.g. the naive <1,1,1>)
+            misses += 1
+            # each miss scans all pairs at one random term: after 4·R misses in a row the scheme
+            # very likely has no flip at all (Strassen, Laderman, the naive <1,1,1>)
+            if misses > 4 * R + 16:
+                if R < max_rank:  # an isolated scheme: a plus transition opens flips
+                    R2 = _plus(P, N, R, rng, mod2, 64)
+                    if R2 > R:
+                        plus += 1
+                        R = R2
+                        misses = 0
+                        continue
                 break
             continue
+        misses = 0
         flips += 1
         since += 1
         watch[0] = r
