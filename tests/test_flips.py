@@ -139,8 +139,8 @@ def test_reduction_drops_cancelling_pair_and_vanished_term(field):
 def test_plus_transition_raises_rank_by_one(field):
     f = library_algorithm("laderman")
     P, N, R = _state(f, field)
-    R2 = K._plus(P, N, R, _rng(5), field == "Z2", 64)
-    assert R2 == R + 1
+    R2, r, s, a, c = K._plus(P, N, R, _rng(5), field == "Z2", 64)
+    assert R2 == R + 1 and r != s and a != c
     _check(P, N, R2, f.shape, field)
 
 

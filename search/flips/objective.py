@@ -94,17 +94,20 @@ def _anneal(P, N, R, mod2, steps, t_start, t_end, rng, out_rows, bestP, bestN):
     saveP = P.copy()
     saveN = N.copy()
     watch = np.empty(2, np.int64)
+    hint = np.empty(2, np.int64)
     accepted = 0
     for i in range(steps):
         temp = t_start * (t_end / t_start) ** (i / steps)
         saveP[:R] = P[:R]
         saveN[:R] = N[:R]
-        r, s = K._flip(P, N, R, rng, mod2)
+        r, s, u, v = K._flip(P, N, R, rng, mod2)
         if r < 0:
             continue
         watch[0] = r
         watch[1] = s
-        R2, red = K._settle(P, N, R, watch, mod2)
+        hint[0] = u
+        hint[1] = v
+        R2, red = K._settle_hint(P, N, R, watch, hint, mod2)
         new = naive_additions(P, N, R2, out_rows)
         u = np.float64(K._next(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
         if R2 < R or new <= cur or u < np.exp((cur - new) / temp):
@@ -135,7 +138,7 @@ def _escape(P, N, R, mod2, rng, flips: int = 2_000_000, tries: int = 16):
         Q[:R], M[:R] = P[:R], N[:R]
         R1 = R
         for _ in range(2 + t % 3):
-            R1 = K._plus(Q, M, R1, rng, mod2, 64)
+            R1 = K._plus(Q, M, R1, rng, mod2, 64)[0]
         R2 = K.walk(Q, M, R1, mod2, R, flips, 1 << 62, R1, rng, out)
         if R2 > R:
             continue

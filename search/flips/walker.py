@@ -80,6 +80,11 @@ def walk_search(start: Factorization, config: WalkConfig,
     start.require_valid()
     cap = start.rank + cfg.max_plus + 2
     P, N, R = encode(start, cfg.field, capacity=cap)
+    # settle the start once (a file may hold terms that already merge): afterwards the kernel
+    # only has to look at the terms each move changes
+    R, _ = K._settle(P, N, R, np.arange(R, dtype=np.int64), cfg.field == "Z2")
+    if R < start.rank:
+        start = decode(P, N, R, shape, cfg.field, start.name, start.provenance)
     rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 1)], np.uint64)
     out = np.zeros(5, np.int64)
     base = provenance or Provenance()
