@@ -300,8 +300,10 @@ def _optimise(best: Factorization, reward, field: str, budget: float, args, rep:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)  # first pass: which method's options to add
+    pre.add_argument("--method", choices=METHODS, default=FLIPS)
+    known, _ = pre.parse_known_args(argv)
     ap = common_parser()
-    known, _ = ap.parse_known_args(argv)
     if known.method == "rl":
         try:
             rl_cli = importlib.import_module("search.rl.cli")
