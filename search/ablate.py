@@ -54,7 +54,8 @@ def run_ablation(base: RunConfig, out_dir: Path, only: list[str] | None = None, 
 
 def table(rows: list[dict], base: RunConfig) -> str:
     n, m, p = base.game.shape
-    head = (f"<{n},{m},{p}> over {base.game.field}, coefficients {set(base.game.coefficients)}, step limit "
+    coeffs = ",".join(map(str, sorted(base.game.coefficients)))
+    head = (f"<{n},{m},{p}> over {base.game.field}, coefficients {{{coeffs}}}, step limit "
             f"{base.game.steps}, {base.budget_s:.0f} s per configuration, seed {base.seed}, workers {base.workers}")
     lines = [head, "", "| configuration | best rank found | best game return | games (solved) | train steps |",
              "| --- | --- | --- | --- | --- |"]
