@@ -23,12 +23,15 @@ well under a second per run.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Hashable, Sequence
 
 from compiler.ir import Node, Program, exact, expand, lin, mul, verify
 
+#: randomised runs take one of the next ``_EXPLORE_WIDTH`` best pairs with probability ``_EXPLORE``
+_EXPLORE, _EXPLORE_WIDTH = 0.15, 3
 #: restarts by default; each is one greedy run with random tie-breaks (the first is deterministic)
 DEFAULT_RESTARTS = 16
 #: a budget on restarts × problem size (Σ terms² per side): small algorithms get all restarts,
@@ -114,15 +117,36 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
     heapq.heapify(heap)
 
     temps: list[tuple[int, int, object]] = []
+    rng = random.Random(salt) if salt is not None else None
+
+    def pop_valid():
+        while heap:
+            entry = heapq.heappop(heap)
+            negc, _, key = entry
+            s = where.get(key)
+            if not s or len(s) < 2:
+                continue
+            if len(s) != -negc:  # stale: counts only fall between pushes, so re-queue at the true count
+                if len(s) < -negc:
+                    heapq.heappush(heap, (-len(s), priority(key), key))
+                continue
+            return entry
+        return None
+
     while heap:
-        negc, _, key = heapq.heappop(heap)
-        s = where.get(key)
-        if not s or len(s) < 2:
-            continue
-        if len(s) != -negc:  # stale: counts only fall between pushes, so re-queue at the true count
-            if len(s) < -negc:
-                heapq.heappush(heap, (-len(s), priority(key), key))
-            continue
+        entry = pop_valid()
+        if entry is None:
+            break
+        if rng is not None and rng.random() < _EXPLORE:
+            # randomised greedy: sometimes take one of the next best pairs instead of the best
+            others = [e for e in (pop_valid() for _ in range(_EXPLORE_WIDTH)) if e is not None]
+            if others:
+                pick = rng.randrange(len(others))
+                others[pick], entry = entry, others[pick]
+            for e in others:
+                heapq.heappush(heap, e)
+        _, _, key = entry
+        s = where[key]
         xy, r = divmod(key, NR)
         x, y = divmod(xy, NV)
         t = n_leaves + len(temps)
@@ -155,9 +179,48 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
                      tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
 
+def _differences(exprs: list[dict], order: list[int], n_leaves: int) -> list[dict]:
+    """Rewrite targets as ``λ·T_j + (T_i − λ·T_j)`` when an earlier target T_j (in ``order``) makes
+    ``T_i`` cheaper; ``T_j`` enters as the variable ``n_leaves + j``. Pairwise CSE only shares
+    common *sub-sums*; this also shares near-equal targets (Winograd's ``s2 = s1 − a11``)."""
+    out = [dict(e) for e in exprs]
+    seen: list[int] = []
+    by_leaf: dict[int, list[int]] = {}
+    for i in order:
+        ti = exprs[i]
+        best, best_cost = None, len(ti)  # cost in terms; rewriting costs residual terms + 1
+        cands = {j for x in ti for j in by_leaf.get(x, ())}
+        for j in sorted(cands):
+            tj = exprs[j]
+            for x in ti:
+                if x not in tj:
+                    continue
+                lam = exact(Fraction(ti[x]) / tj[x])
+                res = {}
+                for v in set(ti) | set(tj):
+                    c = exact(ti.get(v, 0) - lam * tj.get(v, 0))
+                    if c != 0:
+                        res[v] = c
+                if len(res) + 1 < best_cost:
+                    best, best_cost = (j, lam, res), len(res) + 1
+        if best is not None:
+            j, lam, res = best
+            res[n_leaves + j] = lam
+            out[i] = res
+        seen.append(i)
+        for x in ti:
+            by_leaf.setdefault(x, []).append(i)
+    return out
+
+
+#: the difference pass compares every pair of targets: only for up to this many targets
+_DIFF_MAX_TARGETS = 400
+
+
 def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAULT_RESTARTS,
               seed: int = 0) -> tuple[CseResult, list[Hashable]]:
-    """Best of ``restarts`` greedy runs; returns the result and the leaf list (variable i = leaves[i])."""
+    """Best of ``restarts`` runs; returns the result and the variable list: variable i < len(leaves)
+    is ``leaves[i]``, ``("target", j)`` entries stand for target j itself (difference rewriting)."""
     leaves: list[Hashable] = []
     index: dict[Hashable, int] = {}
     exprs: list[dict[int, Fraction]] = []
@@ -167,29 +230,74 @@ def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAU
             if leaf not in index:
                 index[leaf] = len(leaves)
                 leaves.append(leaf)
-            ex[index[leaf]] = c
+            ex[index[leaf]] = exact(c)
         exprs.append(ex)
+    n0, k = len(leaves), len(exprs)
+    variables = leaves + [("target", j) for j in range(k)]
     size = sum(len(e) ** 2 for e in exprs) + 1
     runs = max(1, min(restarts, _WORK_BUDGET // size))
+    rng = random.Random(seed)
+    by_size = sorted(range(k), key=lambda i: (len(exprs[i]), i))
     best = None
-    for k in range(runs):
-        res = _greedy(exprs, len(leaves), None if k == 0 else seed * 1_000_003 + k)
+    for run in range(runs):
+        # run 0: plain greedy; 1: difference pass (targets by size) + greedy; then alternately
+        # randomised greedy alone and a difference pass in a random order + randomised greedy
+        system = exprs
+        if k <= _DIFF_MAX_TARGETS and run >= 1 and run % 2 == 1:
+            system = _differences(exprs, by_size if run == 1 else rng.sample(range(k), k), n0)
+        res = _greedy(system, n0 + k, None if run <= 1 else seed * 1_000_003 + run)
         if best is None or (res.additions, res.scalings) < (best.additions, best.scalings):
             best = res
-    return best, leaves
+    return best, variables
 
 
-def _rebuild(res: CseResult, leaves: list[Node]) -> list[Node]:
-    nodes: list[Node] = list(leaves)
-    for x, y, r in res.temps:
-        nodes.append(lin([(nodes[x], 1), (nodes[y], r)]))
-    return [lin([(nodes[v], c) for v, c in e]) for e in res.exprs]
+def _rebuild(res: CseResult, variables: list) -> list[Node]:
+    n0 = sum(1 for v in variables if not (isinstance(v, tuple) and len(v) == 2 and v[0] == "target"))
+    k = len(variables) - n0
+    memo: dict[int, Node] = {}
+
+    def node(v: int) -> Node:
+        if v in memo:
+            return memo[v]
+        if v < n0:
+            out = variables[v]
+        elif v < n0 + k:
+            out = target(v - n0)
+        else:
+            x, y, r = res.temps[v - n0 - k]
+            out = lin([(node(x), 1), (node(y), r)])
+        memo[v] = out
+        return out
+
+    tmemo: dict[int, Node] = {}
+
+    def target(j: int) -> Node:
+        if j not in tmemo:
+            tmemo[j] = lin([(node(v), c) for v, c in res.exprs[j]])
+        return tmemo[j]
+
+    return [target(j) for j in range(len(res.exprs))]
 
 
 def _side(targets: list[Node], restarts: int, seed: int) -> dict[Node, Node]:
+    """CSE of one side. Targets equal up to a scalar factor (u and −u, or 2u) are computed once:
+    each is normalised to leading coefficient 1 and the factor is kept as a one-term scaling,
+    which the schedules fold into the product's alpha (a scaling, not an addition)."""
     uniq = list(dict.fromkeys(targets))
-    res, leaves = eliminate([expand(t) for t in uniq], restarts, seed)
-    return dict(zip(uniq, _rebuild(res, leaves)))
+    scale: dict[Node, object] = {}
+    norm_of: dict[Node, tuple] = {}
+    normed: dict[tuple, dict] = {}
+    for t in uniq:
+        e = expand(t)
+        lead = min(e, key=lambda leaf: leaf.key)
+        s = e[lead]
+        key = tuple(sorted(((leaf.key, exact(Fraction(c) / s)) for leaf, c in e.items())))
+        scale[t], norm_of[t] = s, key
+        normed.setdefault(key, {leaf: exact(Fraction(c) / s) for leaf, c in e.items()})
+    keys = list(normed)
+    res, variables = eliminate([normed[k] for k in keys], restarts, seed)
+    built = dict(zip(keys, _rebuild(res, variables)))
+    return {t: lin([(built[norm_of[t]], scale[t])]) for t in uniq}
 
 
 def cse_program(program: Program, restarts: int = DEFAULT_RESTARTS, seed: int = 0) -> Program:

@@ -92,6 +92,19 @@ def literal(c: Fraction) -> str:
     return f"({c.numerator} / {c.denominator})"
 
 
+def block_name(side: str, i: int, j: int, shape: tuple[int, int, int]) -> str:
+    """``a12`` (1-based, as in the papers); ``a1_12`` once a grid dimension reaches 10, so that
+    a[0][10] and a[10][0] cannot both be ``a111``."""
+    return f"{side}{i + 1}{j + 1}" if max(shape) < 10 else f"{side}{i + 1}_{j + 1}"
+
+
+def _blocks(program: Program) -> list[dict]:
+    n, m, p = program.shape
+    grids = (("a", n, m, "bm", "bk"), ("b", m, p, "bk", "bn"), ("c", n, p, "bm", "bn"))
+    return [{"name": block_name(side, i, j, program.shape), "side": side, "i": i, "j": j, "rows": rows,
+             "cols": cols} for side, r, c, rows, cols in grids for i in range(r) for j in range(c)]
+
+
 def _namer(program: Program):
     n, m, p = program.shape
     cols = {"a": m, "b": p, "c": p}
@@ -99,7 +112,7 @@ def _namer(program: Program):
     def name(ref: Ref) -> str:
         if ref.space in cols:
             i, j = divmod(ref.index, cols[ref.space])
-            return f"{ref.space}{i + 1}{j + 1}"
+            return block_name(ref.space, i, j, program.shape)
         return f"{ref.space}[{ref.index}]"
     return name
 
@@ -153,7 +166,7 @@ def render_steps(schedule: Schedule) -> list[dict]:
             last_write[dst.index] = k
     done_at: dict[int, list[str]] = {}
     for q, k in last_write.items():
-        done_at.setdefault(k, []).append(schedule.comments.get(("c", f"c{q // p + 1}{q % p + 1}"), ""))
+        done_at.setdefault(k, []).append(schedule.comments.get(("c", block_name("c", q // p, q % p, program.shape)), ""))
     out: list[dict] = []
     for k, st in enumerate(schedule.steps):
         if isinstance(st, Product):
@@ -196,7 +209,7 @@ def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = ""
         generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
-        levels=config.levels, cutoff=config.cutoff, steps=render_steps(sched))
+        levels=config.levels, cutoff=config.cutoff, steps=render_steps(sched), blocks=_blocks(prog))
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
     filename = f"{_safe(f.label())}_{f.digest[:12]}_torch_{sched.kind}.py"
     return GeneratedFile(text, filename, "torch")

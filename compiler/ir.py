@@ -92,7 +92,8 @@ class Node:
 
     def __repr__(self) -> str:
         if self.op == "input":
-            return f"{self.side}{self.index[0] + 1}{self.index[1] + 1}"
+            i, j = self.index[0] + 1, self.index[1] + 1
+            return f"{self.side}{i}{j}" if i < 10 and j < 10 else f"{self.side}{i}_{j}"
         if self.op == "mul":
             return f"({self.args[0]!r}) * ({self.args[1]!r})"
         return _format_terms(self.terms, repr)
@@ -322,7 +323,8 @@ class Program:
             lines.append(f"{nm[t]} = {terms_of(t)}")
         for row, out in enumerate(self.outputs):
             i, k = divmod(row, p)
-            lines.append(f"c{i + 1}{k + 1} = {terms_of(out) if out.op == 'lin' else expr(out)}")
+            cname = f"c{i + 1}{k + 1}" if max(self.shape) < 10 else f"c{i + 1}_{k + 1}"
+            lines.append(f"{cname} = {terms_of(out) if out.op == 'lin' else expr(out)}")
         return "\n".join(lines)
 
 

@@ -9,14 +9,13 @@ Public API:
   (``compiler.emit_torch.emit``); it also carries ``.module``, ``.source`` and ``.factorization``.
 - ``resolve(algorithm, name=None) -> Factorization``.
 
-Compiled modules are cached per (digest, options) in-process, so the runtime can call ``compile``
-freely.
+Compiled modules are cached in-process per (factorization object, options), so the runtime can call
+``compile`` freely; the factorization is verified exactly once, before its first compilation.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -39,18 +38,40 @@ def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = Non
     return library_algorithm(str(algorithm))
 
 
-@lru_cache(maxsize=256)
+# (id(f), schedule, cse, restarts) -> (f, prepared); f is kept so that its id stays valid. Keyed by
+# id, not by f: hashing a Factorization computes its digest, seconds for AlphaTensor's largest.
+_PREPARED: dict[tuple, tuple] = {}
+_MODULES: dict[tuple, tuple] = {}
+
+
+def _prepared(f: Factorization, schedule: str, cse: bool, restarts: int):
+    from compiler.emit_torch import TorchConfig, prepare
+    key = (id(f), schedule, cse, restarts)
+    hit = _PREPARED.get(key)
+    if hit is None or hit[0] is not f:
+        f.require_real().require_valid()
+        hit = (f, prepare(f, TorchConfig(schedule=schedule, cse=cse, restarts=restarts)))
+        _PREPARED[key] = hit
+    return hit[1]
+
+
 def _torch_module(f: Factorization, cutoff: int, schedule: str, cse: bool, restarts: int, levels: int):
     from compiler.emit_torch import TorchConfig, emit
     from compiler.emit_torch import load as load_module
-    gen = emit(f, TorchConfig(levels=levels, cutoff=cutoff, schedule=schedule, cse=cse, restarts=restarts))
-    return load_module(gen), gen
+    key = (id(f), cutoff, schedule, cse, restarts, levels)
+    hit = _MODULES.get(key)
+    if hit is None or hit[0] is not f:
+        config = TorchConfig(levels=levels, cutoff=cutoff, schedule=schedule, cse=cse, restarts=restarts)
+        gen = emit(f, config, prepared=_prepared(f, schedule, cse, restarts))
+        hit = (f, load_module(gen), gen)
+        _MODULES[key] = hit
+    return hit[1], hit[2]
 
 
 def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule: str = "materialized",
                   cse: bool = True, restarts: int | None = None) -> Callable:
     from compiler.cse import DEFAULT_RESTARTS
-    f.require_real().require_valid()
+    f.require_real()
     mod, gen = _torch_module(f, cutoff, schedule, cse, DEFAULT_RESTARTS if restarts is None else restarts, levels)
 
     def matmul(a, b):

@@ -1,0 +1,85 @@
+"""CSE of additions: the reference figures, and that elimination never changes what is computed."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler.cse import additions_after_cse, cse_program, eliminate
+from compiler.library import library_algorithm
+from compiler.lower import lower
+
+# (library name, additions of one level after CSE must be at most this): the issue's references,
+# counted the usual way (each binary ± of blocks is one addition).
+FIGURES = [
+    ("winograd", 15),    # Winograd's <2,2,2;7>: 15
+    ("strassen", 18),    # Strassen's: 18 (nothing to share)
+    ("4x4x4", 165),      # two-level Winograd <4,4,4;49>: nested count 4·15 + 7·15 = 165
+    ("laderman", 70),    # Laderman <3,3,3;23>: at most 70 (best published 3×3 rank-23 scheme: 58)
+]
+
+
+@pytest.mark.parametrize("name, limit", FIGURES)
+def test_cse_meets_the_reference_figures(name, limit):
+    prog = cse_program(lower(library_algorithm(name)))  # verified exactly inside
+    assert prog.additions().total <= limit
+
+
+def test_winograd_saving_is_on_the_output_side():
+    prog = cse_program(lower(library_algorithm("winograd")))
+    add = prog.additions()
+    assert (add.a, add.b, add.c) == (4, 4, 7)
+
+
+@pytest.mark.xfail(strict=True, reason="best found so far is 71 additions (36+30+44 = 110 naive): the target "
+                   "of at most 70 is not met yet by greedy + differences + randomised restarts")
+def test_alphatensor_3x3x3_rank23(alphatensor_real):
+    f = next(f for f in alphatensor_real if f.shape == (3, 3, 3))
+    assert f.rank == 23
+    prog = cse_program(lower(f))
+    assert lower(f).additions().total > 70
+    assert prog.additions().total <= 70
+
+
+def test_additions_after_cse_for_the_search_reward():
+    assert additions_after_cse(library_algorithm("winograd")) == 15
+
+
+def test_restarts_never_worse_than_plain_greedy():
+    prog = lower(library_algorithm("4x4x4"))
+    one = cse_program(prog, restarts=1).additions().total
+    many = cse_program(prog, restarts=16).additions().total
+    assert many <= one
+
+
+def _expand(res, leaves):
+    vals = [{leaf: Fraction(1)} for leaf in leaves]
+    for x, y, r in res.temps:
+        d = dict(vals[x])
+        for k, c in vals[y].items():
+            d[k] = d.get(k, 0) + r * c
+        vals.append({k: c for k, c in d.items() if c != 0})
+    out = []
+    for e in res.exprs:
+        d: dict = {}
+        for v, c in e:
+            for k, cc in vals[v].items():
+                d[k] = d.get(k, 0) + c * cc
+        out.append({k: c for k, c in d.items() if c != 0})
+    return out
+
+
+coef = st.sampled_from([1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 8)])
+target = st.dictionaries(st.integers(0, 7), coef, min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(target, min_size=1, max_size=12), st.integers(0, 3))
+def test_elimination_preserves_every_target(targets, seed):
+    res, leaves = eliminate(targets, restarts=3, seed=seed)
+    assert _expand(res, leaves) == [{k: Fraction(v) for k, v in t.items()} for t in targets]
+    naive = sum(len(t) - 1 for t in targets)
+    assert res.additions <= naive
