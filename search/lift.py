@@ -7,7 +7,7 @@ modulo 2. If ``F(x) ≡ 0 (mod 2^k)``, then ``x + 2^k·δ`` solves them mod ``2^
 
 ``J`` the Jacobian of ``F`` (the cross terms carry ``2^(2k)`` and vanish, k ≥ 1). ``J`` depends only
 on ``x mod 2``, so it is row-reduced once over GF(2) (bit-packed, numba) and every step is one
-matrix-vector product. Free variables are set to zero (Kauers & Moosbauer's choice). After each
+matrix-vector product. Free variables are set to zero first (Kauers & Moosbauer's choice), then at random on retries. After each
 step the symmetric residues are tried as an integer scheme; at the end every coefficient is
 rationally reconstructed from its 2-adic residue (odd denominators only) and the result is
 verified exactly over Q.
@@ -21,7 +21,7 @@ says which.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -39,6 +39,7 @@ class LiftReport:
     definitive: bool = False  # True when no lift can exist (inconsistent mod 4)
     free_variables: int = 0
     history: tuple[str, ...] = field(default_factory=tuple)
+    attempts: int = 1  # choices of the free variables tried
 
     def describe(self) -> str:
         if self.ok:
@@ -139,8 +140,12 @@ def _symmetric(x: np.ndarray, mod: int) -> np.ndarray:
     return np.where(x >= mod // 2, x - mod, x)
 
 
-def hensel_lift(f: Factorization, max_exponent: int = 20) -> LiftReport:
-    """Lift the mod-2 scheme ``f`` to one valid over Q; ``LiftReport.describe()`` says how it went."""
+def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: int = 0) -> LiftReport:
+    """Lift the mod-2 scheme ``f`` to one valid over Q; ``LiftReport.describe()`` says how it went.
+
+    The first attempt sets the free variables to zero; when it fails for a reason that is not
+    definitive, up to ``tries − 1`` more attempts pick them at random (seeded) at every step.
+    """
     if not f.is_integral:
         raise ValueError(f"{f.label()}: Hensel lifting starts from an integral (mod-2) scheme")
     n, m, p = f.shape
@@ -172,8 +177,29 @@ def hensel_lift(f: Factorization, max_exponent: int = 20) -> LiftReport:
     # are the consistency conditions.
     M = _unpack_tail(packed, nx, E)
     free = nx - rank
-    x = np.concatenate([U0.ravel(), V0.ravel(), W0.ravel()]).astype(np.int64)
+    x0 = np.concatenate([U0.ravel(), V0.ravel(), W0.ravel()]).astype(np.int64)
+    free_cols = np.setdiff1d(np.arange(nx), piv[:rank])
+    Rfree = None
+    gen = np.random.default_rng(seed)
+    reports = []
+    for attempt in range(max(1, tries)):
+        if attempt == 1:  # the RREF's free columns, to pick random solutions from now on
+            bits = np.unpackbits(packed[:rank].view(np.uint8).reshape(rank, -1), axis=1, bitorder="little")
+            Rfree = bits[:, free_cols].astype(np.int64)
+        rep = _lift_from(f, x0, T, M, piv, rank, free, free_cols, Rfree, gen if attempt else None,
+                         max_exponent, A, B, C, R)
+        if rep.ok or rep.definitive:
+            return replace(rep, attempts=attempt + 1)
+        reports.append(rep)
+    last = reports[-1]
+    return replace(last, attempts=len(reports),
+                   reason=last.reason + f" (tried {len(reports)} choices of the free variables)")
+
+
+def _lift_from(f, x, T, M, piv, rank, free, free_cols, Rfree, gen, max_exponent, A, B, C, R) -> LiftReport:
+    """One lifting attempt; free variables zero (``gen`` None) or random at every step."""
     history = []
+    nx = x.shape[0]
     for k in range(1, max_exponent):
         mod = 2 ** (k + 1)
         U, V, W = _split(x, A, B, C, R)
@@ -193,7 +219,12 @@ def hensel_lift(f: Factorization, max_exponent: int = 20) -> LiftReport:
             return LiftReport(False, None, k, reason, definitive=(k == 1), free_variables=free,
                               history=tuple(history))
         delta = np.zeros(nx, np.int64)
-        delta[piv[:rank]] = y[:rank]
+        if gen is None or Rfree is None or not len(free_cols):
+            delta[piv[:rank]] = y[:rank]
+        else:  # pivot = y + Σ_free R[i, j]·x_j (mod 2) for random free x
+            xf = gen.integers(0, 2, len(free_cols))
+            delta[free_cols] = xf
+            delta[piv[:rank]] = (y[:rank] + Rfree @ xf) % 2
         x = x + (2**k) * delta
         history.append(f"mod 2^{k + 1}: {int(delta.sum())} coefficients changed")
         # the symmetric residues, as integers: often already the lift
