@@ -36,11 +36,11 @@ CUDA_TYPES: dict[str, CudaType] = {
 
 
 def emit(f: Factorization | GpuProgram, dtype: str = "float32", name: str | None = None,
-         factor_file: str = "") -> EmittedSource:
+         factor_file: str = "", cse: bool = True) -> EmittedSource:
     """Render the CUDA kernels of one level of ``f`` for ``dtype`` (a key of ``CUDA_TYPES``)."""
     if dtype not in CUDA_TYPES:
         raise ValueError(f"dtype must be one of {sorted(CUDA_TYPES)}, got {dtype!r}")
-    program = f if isinstance(f, GpuProgram) else lower(f, name, factor_file=factor_file)
+    program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
     text = environment().get_template("cuda_module.jinja").render(p=program, t=CUDA_TYPES[dtype])
     return EmittedSource(text, f"{program.name}_{program.digest[:12]}_{dtype}.cu", program, "cuda")
 

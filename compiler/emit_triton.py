@@ -50,12 +50,14 @@ def environment() -> jinja2.Environment:
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 
 
-def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: str = "") -> EmittedSource:
+def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: str = "",
+         cse: bool = True) -> EmittedSource:
     """Render the Triton module of one level of ``f``; ``name`` overrides the kernel prefix.
 
-    ``factor_file`` (the file ``f`` was read from) goes into the provenance header.
+    ``factor_file`` (the file ``f`` was read from) goes into the provenance header; ``cse=False``
+    writes every combination out in full (no shared temporaries).
     """
-    program = f if isinstance(f, GpuProgram) else lower(f, name, factor_file=factor_file)
+    program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
     text = environment().get_template("triton_module.jinja").render(p=program)
     compile(text, program.name, "exec")  # the module must at least parse; fail here, not at launch
     return EmittedSource(text, f"{program.name}_{program.digest[:12]}_triton.py", program, "triton")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from compiler.factors import Factorization
 from compiler.ir import Node, Program, expand, inp
@@ -196,11 +197,13 @@ def _blocks(letter: str, rows: int, cols: int) -> list[Block]:
             for i in range(rows) for j in range(cols)]
 
 
+@lru_cache(maxsize=128)
 def lower(f: Factorization, name: str | None = None, cse: bool = True, factor_file: str = "") -> GpuProgram:
     """One level of ``f`` as a ``GpuProgram``, through the compiler's IR (and its CSE unless ``cse=False``).
 
     Refuses mod-2 schemes (they compute no real product). Products that the IR merges or drops
     (duplicates, zero columns) are merged or dropped here too: the program's rank is the IR's.
+    Cached per process (the CSE takes ~1 s for <4,4,4;49>; a ``GpuProgram`` is immutable).
     """
     from compiler.lower import lower as lower_ir
     program = lower_ir(f)

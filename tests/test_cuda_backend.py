@@ -53,7 +53,7 @@ def test_fp64_is_summed_in_double():
 
 def test_golden_strassen_fp32():
     path = GOLDEN / "strassen_float32.cu.golden"
-    text = emit(library_algorithm("strassen"), "float32").text
+    text = emit(library_algorithm("strassen"), "float32", cse=False).text  # why no CSE: test_triton_backend
     if os.environ.get("FASTMM_REGEN_GOLDEN"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -85,12 +85,15 @@ def test_winograd_uses_shared_temporaries():
     assert p.a.temps and p.b.temps and p.c.temps
 
 
+# The golden files pin the templates and this emitter, so they are rendered without CSE: the
+# temporaries the compiler's CSE finds are its own business (tested there), and a better CSE must
+# not look like an emitter regression. The CSE'd output is checked structurally above.
 def test_golden_strassen():
-    check_golden("strassen_triton.py.golden", emit(library_algorithm("strassen")).text)
+    check_golden("strassen_triton.py.golden", emit(library_algorithm("strassen"), cse=False).text)
 
 
 def test_golden_laderman():
-    check_golden("laderman_triton.py.golden", emit(library_algorithm("laderman")).text)
+    check_golden("laderman_triton.py.golden", emit(library_algorithm("laderman"), cse=False).text)
 
 
 def test_dyadic_coefficients_are_exact_literals():

@@ -31,3 +31,15 @@ def kernel_cache(tmp_path_factory):
         os.environ.pop("FASTMM_KERNEL_CACHE", None)
     else:
         os.environ["FASTMM_KERNEL_CACHE"] = old
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of this folder marked ``slow`` (minutes each on CPU) run only when asked for: ``-m slow`` or
+    ``FASTMM_RUN_SLOW=1``. Only this folder's tests are touched; on a GPU they always run."""
+    if HAS_CUDA or "slow" in (config.getoption("-m") or "") or os.environ.get("FASTMM_RUN_SLOW"):
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    skip = pytest.mark.skip(reason="slow on CPU (minutes): run with -m slow or FASTMM_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords and str(item.fspath).startswith(here):
+            item.add_marker(skip)
