@@ -134,3 +134,18 @@ def test_written_atomically(tmp_path):
     path = src.write(tmp_path)
     assert path.read_text() == src.text and path.name.endswith("_triton.py")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+
+
+@pytest.mark.parametrize("backend,suffixes", [("triton", ("_triton.py",)),
+                                              ("cuda", ("_float32.cu", "_float64.cu", "_float16.cu", "_bfloat16.cu"))])
+def test_build_cli_writes_the_sources(backend, suffixes, tmp_path, capsys):
+    """``python -m compiler.build FILE --backend triton|cuda`` reaches these emitters via the registry."""
+    from compiler.build import main
+    from compiler.library import factors_dir
+    assert main([str(factors_dir() / "2x2x2.npz"), "--backend", backend, "--out", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    for stem in ("strassen_2x2x2_r7", "winograd_2x2x2_r7", "naive_2x2x2_r8"):
+        for suf in suffixes:
+            assert any(n.startswith(stem) and n.endswith(suf) for n in names), (stem, suf, names)
+    text = next(tmp_path.glob(f"strassen*{suffixes[0]}")).read_text()
+    assert "2x2x2.npz" in text.splitlines()[3]  # the factor file is named in the provenance header

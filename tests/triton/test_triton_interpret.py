@@ -170,3 +170,13 @@ def test_refuses_mod2_and_mismatched_inputs(device):
         mm(torch.zeros(4, 5, device=device), torch.zeros(4, 5, device=device))
     with pytest.raises(TypeError, match="dtype"):
         mm(torch.zeros(4, 4, device=device), torch.zeros(4, 4, dtype=torch.float64, device=device))
+
+
+@pytest.mark.parametrize("backend_schedule", ["streaming", "fused"])
+def test_compile_entry_point(backend_schedule, device):
+    """``compiler.compile(..., backend="triton")`` goes through the backend registry to these kernels."""
+    import compiler
+    mm = compiler.compile("winograd", backend="triton", levels=2, schedule=backend_schedule, tiles=SMALL)
+    a, b = ints((29, 31), 2, torch.float32, device, 14), ints((31, 27), 2, torch.float32, device, 15)
+    assert torch.equal(mm(a, b).double(), a.double() @ b.double())
+    assert mm.source.program.label == "winograd-2x2x2-r7"
