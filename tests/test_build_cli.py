@@ -1,0 +1,91 @@
+"""python -m compiler.build: the table, --json, bad input, mod-2 entries, backends not built yet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compiler.build import main
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {"name", "shape", "rank", "field", "additions_naive", "additions_cse", "stability", "outputs"}
+
+
+def test_table_for_the_library_file(tmp_path, capsys):
+    assert main([str(REPO / "factors" / "2x2x2.npz"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "winograd-2x2x2-r7" in out and "24 → 15" in out  # Winograd: 24 naive, 15 after CSE
+    assert "strassen-2x2x2-r7" in out and "18 → 18" in out
+    files = sorted(p.name for p in tmp_path.glob("*.py"))
+    assert len(files) == 3 and all(f.endswith("_torch_materialized.py") for f in files)
+
+
+def test_json_lines(tmp_path, capsys):
+    assert main([str(REPO / "factors" / "3x3x3.npz"), "--out", str(tmp_path), "--json", "--levels", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["name"] for r in rows} == {"naive-3x3x3-r27", "laderman-3x3x3-r23"}
+    for r in rows:
+        assert KEYS <= set(r)
+        assert all(Path(o).exists() for o in r["outputs"])
+    lad = next(r for r in rows if r["name"].startswith("laderman"))
+    assert lad["additions_naive"] == 98 and lad["additions_cse"] <= 70 and lad["stability"] == 35
+    assert "LEVELS = 2" in Path(lad["outputs"][0]).read_text()
+
+
+def test_generated_file_is_importable_and_exact(tmp_path):
+    import importlib.util
+
+    import torch
+    assert main([str(REPO / "factors" / "2x2x2.npz"), "--only", "strassen-2x2x2-r7", "--out", str(tmp_path)]) == 0
+    path = next(tmp_path.glob("strassen*.py"))
+    spec = importlib.util.spec_from_file_location("gen_strassen", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = torch.randint(-3, 4, (9, 10)).double()
+    b = torch.randint(-3, 4, (10, 7)).double()
+    assert torch.equal(mod.matmul(a, b, levels=2, cutoff=1), a @ b)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/file.npz"], "no such file"),
+    ([str(REPO / "pyproject.toml")], "error:"),
+    ([str(REPO / "factors" / "2x2x2.npz"), "--only", "nothing-here"], "no factorization named"),
+    ([str(REPO / "factors" / "2x2x2.npz"), "--backend", "fortran"], "unknown backend"),
+    ([str(REPO / "factors" / "2x2x2.npz"), "--levels", "0"], "--levels"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_mod2_entries_are_skipped_with_the_reason(alphatensor_dir, tmp_path, capsys):
+    code = main([str(alphatensor_dir / "factorizations_f2.npz"), "--only", "4,4,4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "skipped: valid only modulo 2" in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_backends_not_implemented_say_so(tmp_path, capsys):
+    from compiler.backends import BackendNotImplemented, get_backend
+    try:
+        get_backend("cuda")
+        pytest.skip("the cuda backend is registered (issue #4)")
+    except BackendNotImplemented:
+        pass
+    code = main([str(REPO / "factors" / "2x2x2.npz"), "--backend", "cuda", "--out", str(tmp_path), "--json"])
+    assert code == 1
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_alphatensor_one_entry_by_shape(alphatensor_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "compiler.build", str(alphatensor_dir / "factorizations_r.npz"),
+                           "--only", "3,3,3", "--out", str(tmp_path), "--json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["shape"] == [3, 3, 3] and row["rank"] == 23 and row["additions_cse"] < row["additions_naive"]
