@@ -68,7 +68,8 @@ class CudaLevel:
         per_block = blk_r * blk_c
         grid = (max(1, min(MAX_BLOCKS, -(-per_block // THREADS))), batch)
         args = (_cupy_view(src), _cupy_view(dst), *(np.int64(v) for v in (rows, cols, blk_r, blk_c, *strides)))
-        with cupy.cuda.ExternalStream(torch.cuda.current_stream(src.device).cuda_stream):
+        with cupy.cuda.Device(src.device.index), \
+                cupy.cuda.ExternalStream(torch.cuda.current_stream(src.device).cuda_stream):
             self._k[kind](grid, (THREADS,), args)
 
     def combine(self, kind: str, x: torch.Tensor, blk_r: int, blk_c: int) -> torch.Tensor:
