@@ -77,6 +77,10 @@ VARIANTS = (
 # Triton's fp64 tl.dot is a weak path (no fp64 tensor-core MMA through Triton): in fp64 only the
 # variants whose leaf GEMM is cuBLAS run.
 FP64_SCHEDULES = ("streaming", "materialized")
+# A variant whose result differs from torch.matmul's by more than this (max |Δ| / max |c|) is
+# recorded as "wrong", never as a speedup. Bounds: a few roundings of the mode's unit roundoff times
+# the growth of one or two fast levels (Strassen-like: ~10x per level); bf16's 2**-8 makes 5e-2.
+MAX_REL_ERR = {"fp64": 1e-11, "fp32": 1e-4, "tf32": 2e-2, "bf16": 5e-2}
 FIELDS = ("date", "device", "torch", "triton", "cupy", "mode", "dtype", "tf32", "M", "K", "N", "algorithm", "levels",
           "backend", "schedule", "ms", "baseline_ms", "speedup", "tflops", "baseline_tflops", "rel_err", "status")
 
@@ -116,10 +120,18 @@ def make_variant(v: Variant, mode: Mode):
     return pipeline.compile(v.algorithm, backend=v.backend, levels=v.levels, **opts)
 
 
-def time_ms(fn, warmup: int, reps: int) -> float:
+def time_ms(fn, warmup: int, reps: int, device: str = "cuda") -> float:
+    """Median milliseconds of ``fn`` after ``warmup`` calls: CUDA events, synchronised (wall clock on CPU)."""
     import torch
     for _ in range(warmup):
         fn()
+    if device == "cpu":  # the smoke run of this script on a machine without a GPU
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1e3)
+        return statistics.median(times)
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
@@ -132,9 +144,10 @@ def time_ms(fn, warmup: int, reps: int) -> float:
     return statistics.median(times)
 
 
-def run(out: Path, sizes: tuple[int, ...], budget_s: float, warmup: int, reps: int, rectangular: bool) -> Path:
+def run(out: Path, sizes: tuple[int, ...], budget_s: float, warmup: int, reps: int, rectangular: bool,
+        device: str = "cuda") -> Path:
     import torch
-    dev = torch.cuda.get_device_name()
+    dev = torch.cuda.get_device_name() if device == "cuda" else f"CPU smoke run ({platform.machine()}), not a benchmark"
     ver = versions()
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.monotonic()
@@ -159,13 +172,14 @@ def run(out: Path, sizes: tuple[int, ...], budget_s: float, warmup: int, reps: i
             key = (mode, M, K, N)
             if current is None or current[0] != key:
                 current = None
-                torch.cuda.empty_cache()
-                g = torch.Generator(device="cuda").manual_seed(0)
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+                g = torch.Generator(device=device).manual_seed(0)
                 dtype = getattr(torch, mode.dtype)
-                a = torch.randn(M, K, device="cuda", dtype=dtype, generator=g)
-                b = torch.randn(K, N, device="cuda", dtype=dtype, generator=g)
+                a = torch.randn(M, K, device=device, dtype=dtype, generator=g)
+                b = torch.randn(K, N, device=device, dtype=dtype, generator=g)
                 ref = torch.matmul(a, b)
-                base_ms = time_ms(lambda: torch.matmul(a, b), warmup, reps)
+                base_ms = time_ms(lambda: torch.matmul(a, b), warmup, reps, device)
                 current = (key, a, b, ref, base_ms)
             _, a, b, ref, base_ms = current
             flops = 2.0 * M * K * N
@@ -176,10 +190,12 @@ def run(out: Path, sizes: tuple[int, ...], budget_s: float, warmup: int, reps: i
                 c = fn(a, b)  # also compiles and autotunes
                 err = ((c.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
                 del c
-                ms = time_ms(lambda: fn(a, b), warmup, reps)
+                ms = time_ms(lambda: fn(a, b), warmup, reps, device)
+                ok = err <= MAX_REL_ERR[mode.name]
                 w.writerow({**base, "ms": f"{ms:.4f}", "baseline_ms": f"{base_ms:.4f}", "speedup": f"{base_ms / ms:.4f}",
                             "tflops": f"{flops / ms / 1e9:.2f}", "baseline_tflops": f"{flops / base_ms / 1e9:.2f}",
-                            "rel_err": f"{err:.3e}", "status": "ok"})
+                            "rel_err": f"{err:.3e}",
+                            "status": "ok" if ok else f"wrong: rel_err > {MAX_REL_ERR[mode.name]:g}"})
             except Exception as e:  # noqa: BLE001 - one failing variant must not lose the sweep
                 w.writerow({**base, "baseline_ms": f"{base_ms:.4f}", "status": f"error: {type(e).__name__}: {e}"[:300]})
             fh.flush()
@@ -198,22 +214,28 @@ def plot(csv_path: Path, png: Path) -> Path | None:
     modes = [m.name for m in MODES]
     fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 4), sharey=True)
     device = rows[0]["device"] if rows else "no GPU rows"
+    labels = sorted({(r["algorithm"], r["levels"], r["backend"], r["schedule"]) for r in rows})
+    colors = {lab: f"C{k % 10}" for k, lab in enumerate(labels)}  # one colour per variant in every panel
     for ax, mode in zip(axes, modes):
         sub = [r for r in rows if r["mode"] == mode]
-        labels = sorted({(r["algorithm"], r["levels"], r["backend"], r["schedule"]) for r in sub})
         for lab in labels:
             pts = sorted((int(r["N"]), float(r["speedup"])) for r in sub
                          if (r["algorithm"], r["levels"], r["backend"], r["schedule"]) == lab)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{lab[0]} L{lab[1]} {lab[2]}/{lab[3]}")
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colors[lab],
+                        label=f"{lab[0]} L{lab[1]} {lab[2]}/{lab[3]}")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log", base=2)
         ax.set_title(f"{mode}")
         ax.set_xlabel("N (square)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("speedup over torch.matmul")
-    axes[-1].legend(fontsize=7, loc="best")
+    from matplotlib.lines import Line2D
+    proxies = [Line2D([], [], color=colors[lab], marker="o", label=f"{lab[0]} L{lab[1]} {lab[2]}/{lab[3]}")
+               for lab in labels]
+    fig.legend(handles=proxies, fontsize=7, loc="center right")
     fig.suptitle(f"fastmm vs torch.matmul on {device}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(png, dpi=120)
     return png
 
@@ -277,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dry-run", action="store_true", help="no GPU: check inputs, render kernels, write the plan")
     ap.add_argument("--plot-only", action="store_true", help="only redraw the plot from DIR/gpu_sweep.csv")
+    ap.add_argument("--cpu-smoke", action="store_true",
+                    help="run the measuring code path on CPU tensors (Triton under TRITON_INTERPRET=1) at tiny "
+                         "sizes: proves the CSV/plot path, measures nothing meaningful")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,11 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return dry_run(out, sizes, not args.no_rectangular)
     import torch
-    if not torch.cuda.is_available():
-        print("no CUDA device: use --dry-run", file=sys.stderr)
+    device = "cpu" if args.cpu_smoke else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: use --dry-run (or --cpu-smoke)", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    path = run(out, sizes, args.budget_s, args.warmup, args.reps, not args.no_rectangular)
+    path = run(out, sizes, args.budget_s, args.warmup, args.reps, not args.no_rectangular, device)
     png = plot(path, out / "speedup_vs_size.png")
     print(f"wrote {path}{' and ' + str(png) if png else ''} in {time.monotonic() - t0:.0f} s")
     return 0
