@@ -94,12 +94,18 @@ def main(argv=None) -> int:
     ap.add_argument("--algorithm", default="winograd")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or
             platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cutoff": CUTOFF,
-            "schedule": "materialized"}
+            "schedule": "materialized",
+            "loadavg": open("/proc/loadavg").read().split()[:3] if platform.system() == "Linux" else None}
     print(json.dumps(meta), flush=True)
     rows = measure(args.algorithm, args.sizes, args.dtypes, args.levels, args.repeats)
+    if platform.system() == "Linux":
+        meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     print("\n| N | dtype | levels | torch.matmul (s) | fastmm (s) | speedup |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['dtype']} | {r['levels']} | {r['t_matmul_s']:.3f} | {r['t_fastmm_s']:.3f} | "
