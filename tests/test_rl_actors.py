@@ -59,6 +59,7 @@ def test_single_process_run_is_reproducible_and_resumable(tmp_path):
     assert c.games >= a.games and c.train_steps >= a.train_steps
 
 
+@pytest.mark.slow  # Ray's start-up dominates: ~170 s on the loaded 2-core machine
 def test_ray_run_of_a_tiny_config(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is optional (extra 'distributed'); not installed here")
     # Ray's own start-up takes tens of seconds on a loaded 2-core machine; stop after 3 games.
