@@ -66,6 +66,7 @@ class GemmTile:
     block_k: int = 32
     num_warps: int = 4
     num_stages: int = 3
+    group_m: int = 8  # tile-rows per L2 group (8: the usual choice for square GEMMs on A100/H100)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class TritonLevel:
         precision = "tf32" if tf32 and a.dtype == torch.float32 else "ieee"
         self._k[kind][grid](a, b, out, M, N, K, blk_m, blk_n, blk_k, *a.stride(), *b.stride(), *c_strides,
                             DTYPE=_tl_dtype(a.dtype), ACC=_acc(a.dtype), INPUT_PRECISION=precision,
-                            BLOCK_M=tile.block_m, BLOCK_N=tile.block_n, BLOCK_K=tile.block_k,
+                            BLOCK_M=tile.block_m, BLOCK_N=tile.block_n, BLOCK_K=tile.block_k, GROUP_M=tile.group_m,
                             num_warps=tile.num_warps, num_stages=tile.num_stages)
         return out
 

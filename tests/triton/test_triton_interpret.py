@@ -180,3 +180,12 @@ def test_compile_entry_point(backend_schedule, device):
     a, b = ints((29, 31), 2, torch.float32, device, 14), ints((31, 27), 2, torch.float32, device, 15)
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())
     assert mm.source.program.label == "winograd-2x2x2-r7"
+
+
+@pytest.mark.parametrize("schedule", ["fused_operands", "fused"])
+def test_many_tiles_per_block_grouped_order(schedule, device):
+    """Blocks of 3x4 GEMM tiles with groups of 2 tile-rows (a partial last group): every tile once."""
+    tiles = TileConfig(CombineTile(16, 16, 4), GemmTile(16, 16, 16, 4, 2, group_m=2))
+    mm = TritonMatmul(library_algorithm("strassen"), TritonOptions(schedule=schedule, tiles=tiles))
+    a, b = ints((89, 70), 2, torch.float32, device, 16), ints((70, 121), 2, torch.float32, device, 17)
+    assert torch.equal(mm(a, b).double(), a.double() @ b.double())
