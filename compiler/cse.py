@@ -10,14 +10,18 @@ Public API:
   combinations of products: where Winograd's saving lives). The result is verified exactly.
 - ``cse_counts(program)``: ``(naive, after)`` additions, for the build report.
 
-Method. Greedy pairwise elimination (as in Benson & Ballard's fast-matmul code generator, idea
+Method (the best of several, per side): greedy pairwise elimination (as in Benson & Ballard's fast-matmul code generator, idea
 only): find the pair of terms ``(x, r·y)`` (equal up to a common factor) that occurs in the most
 targets, make it a temporary, substitute, repeat while some pair occurs at least twice. Greedy is
 order-sensitive when several pairs tie, so we run it with randomised tie-breaking ``restarts``
 times (the first run is the deterministic one) and keep the best; with 16 restarts Winograd's
 <2,2,2;7> reaches its 15 additions, where plain greedy with an unlucky order does not. Pair counts
-are kept incrementally (a heap with lazy invalidation), so AlphaTensor's <11,12,12;990> takes
-well under a second per run.
+are kept incrementally (a heap with lazy invalidation, integer pair keys). Beyond greedy:
+randomised greedy restarts (sometimes one of the next-best pairs), a difference pass (a target
+written as λ·(another target) + a short residual: Winograd's ``s2 = s1 − a11``), targets equal up
+to a scalar computed once (the factor folds into the product's alpha), and the transposition
+principle (CSE of the transposed map, circuit reversed). Figures: Winograd 15, Strassen 18,
+winograd^2 <4,4,4;49> 160 (reference 165), Laderman 62; AlphaTensor's <3,3,3;23> 71 (target 70).
 """
 
 from __future__ import annotations
@@ -295,9 +299,77 @@ def _side(targets: list[Node], restarts: int, seed: int) -> dict[Node, Node]:
         scale[t], norm_of[t] = s, key
         normed.setdefault(key, {leaf: exact(Fraction(c) / s) for leaf, c in e.items()})
     keys = list(normed)
-    res, variables = eliminate([normed[k] for k in keys], restarts, seed)
-    built = dict(zip(keys, _rebuild(res, variables)))
+    system = [normed[k] for k in keys]
+    res, variables = eliminate(system, restarts, seed)
+    direct = _rebuild(res, variables)
+    trans = _transposed(system, restarts, seed)
+    best = trans if _cost(trans) < _cost(direct) else direct
+    built = dict(zip(keys, best))
     return {t: lin([(built[norm_of[t]], scale[t])]) for t in uniq}
+
+
+def _cost(nodes: list[Node]) -> int:
+    """Additions of the combinations above ``nodes`` (stopping at inputs and products)."""
+    seen: set[int] = set()
+    total = 0
+    stack = [n for n in nodes if n.op == "lin"]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        total += len(n.args) - 1
+        stack.extend(a for a in n.args if a.op == "lin")
+    return total
+
+
+def _transposed(targets: list[dict], restarts: int, seed: int) -> list[Node]:
+    """The same targets through the transposition principle (Tellegen): CSE the transposed map
+    (one combination per leaf, over one variable per target), then reverse the circuit. A circuit
+    for an m×n map with A additions gives one for the n×m map with A + n − m, so when the
+    transposed shape suits pairwise CSE better (few long combinations ↔ many short ones, as on
+    the output side W), the reversed circuit beats direct CSE."""
+    leaves = list(dict.fromkeys(leaf for t in targets for leaf in t))
+    col = {leaf: i for i, leaf in enumerate(leaves)}
+    k = len(targets)
+    ttargets = [dict() for _ in leaves]
+    for j, t in enumerate(targets):
+        for leaf, c in t.items():
+            ttargets[col[leaf]][("y", j)] = c
+    res, variables = eliminate(ttargets, restarts, seed)
+    n0 = sum(1 for v in variables if not (isinstance(v, tuple) and v[0] == "target"))
+    nt = len(variables) - n0
+    # consumers of every variable of the transposed system: (consumer, weight)
+    consumers: dict[int, list[tuple[tuple, object]]] = {}
+    for ti, (x, y, r) in enumerate(res.temps):
+        consumers.setdefault(x, []).append((("temp", ti), 1))
+        consumers.setdefault(y, []).append((("temp", ti), r))
+    for l, expr in enumerate(res.exprs):
+        for v, c in expr:
+            consumers.setdefault(v, []).append((("expr", l), c))
+    memo: dict[tuple, Node] = {}
+
+    def value(item: tuple) -> Node:
+        # the reversed circuit: a node's value is the weighted sum of its consumers' values;
+        # transposed target ``expr l`` also receives the original leaf l itself
+        if item in memo:
+            return memo[item]
+        kind, idx = item
+        terms = []
+        if kind == "expr":
+            terms.append((leaves[idx], 1))
+            var = n0 + idx
+        elif kind == "temp":
+            var = n0 + nt + idx
+        else:
+            var = idx
+        for cons, w in consumers.get(var, []):
+            terms.append((value(cons), w))
+        out = lin(terms)
+        memo[item] = out
+        return out
+
+    return [value(("var", variables.index(("y", j)))) for j in range(k)]
 
 
 def cse_program(program: Program, restarts: int = DEFAULT_RESTARTS, seed: int = 0) -> Program:
