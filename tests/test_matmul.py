@@ -93,14 +93,18 @@ FAST_SHAPES = [(1, 1, 1), (2, 2, 2), (3, 3, 3), (7, 7, 7), (63, 64, 65), (64, 64
 
 
 @needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dims", FAST_SHAPES, ids=lambda d: "x".join(map(str, d)))
-def test_fast_plan_bit_exact_on_small_integers(algorithm, dims):
+def test_fast_plan_bit_exact_on_small_integers(algorithm, dims, dtype):
     # Integer coefficients, small-integer data, K ≤ 257: every intermediate is an integer below
-    # 2**24, so fp32 arithmetic is exact and the result must equal torch.matmul bit for bit.
+    # 2**24, so fp32/fp64 arithmetic is exact and the result must equal torch.matmul bit for bit.
+    # (fp16/bf16 are not exact here: their 11/8-bit significands cannot hold these sums; they
+    # are checked against tolerances in test_fast_plan_half_precision.)
     n, k, p = dims
-    a, b = _ints((n, k)), _ints((k, p), seed=1)
-    assert torch.equal(fastmm.matmul(a, b, algorithm=algorithm, levels=1), torch.matmul(a, b))
+    a, b = _ints((n, k), dtype), _ints((k, p), dtype, seed=1)
+    levels = 2 if min(dims) >= 16 and algorithm in ("strassen", "winograd") else 1
+    assert torch.equal(fastmm.matmul(a, b, algorithm=algorithm, levels=levels), torch.matmul(a, b))
 
 
 @needs_compiler
@@ -123,14 +127,23 @@ def test_fast_plan_accuracy(algorithm, dtype, tol, dims):
     assert err < tol, f"{algorithm} L={levels} {dtype}: relative error {err:.2e} ≥ {tol:.0e}"
 
 
+# The plans the accuracy bound allows in half precision (fastmm.accuracy: fp16 growth ≤ 16,
+# bf16 ≤ 8): Strassen, Winograd and Laderman at one level in fp16; only Strassen in bf16.
+HALF_PLANS = [(torch.float16, "strassen"), (torch.float16, "winograd"), (torch.float16, "laderman"),
+              (torch.bfloat16, "strassen")]
+
+
 @needs_compiler
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-def test_fast_plan_half_precision(dtype):
-    # Half precisions: u = 4.9e-4 (fp16) / 3.9e-3 (bf16); one Strassen level (growth ≤ 6) on
-    # K = 64 stays below 6·u·sqrt(64) ≈ 0.024 / 0.19 normwise; we assert 0.05 / 0.2.
+@pytest.mark.parametrize("dtype,algorithm", HALF_PLANS, ids=[f"{str(d)[6:]}-{a}" for d, a in HALF_PLANS])
+@pytest.mark.parametrize("dims", [(65, 64, 63), (7, 129, 31)], ids=["65x64x63", "7x129x31"])
+def test_fast_plan_half_precision(dtype, algorithm, dims):
+    # Half precisions: u = 4.9e-4 (fp16) / 3.9e-3 (bf16); one level (growth ≤ 12) on K ≤ 129
+    # stays below growth·u·sqrt(K) ≈ 0.07 / 0.3 normwise in the worst case; random data is an
+    # order of magnitude below, so we assert 0.05 / 0.2.
     tol = {torch.float16: 0.05, torch.bfloat16: 0.2}[dtype]
-    a, b = torch.randn(65, 64, dtype=torch.float64), torch.randn(64, 63, dtype=torch.float64)
-    out = fastmm.matmul(a.to(dtype), b.to(dtype), algorithm="strassen", levels=1)
+    n, k, p = dims
+    a, b = torch.randn(n, k, dtype=torch.float64), torch.randn(k, p, dtype=torch.float64)
+    out = fastmm.matmul(a.to(dtype), b.to(dtype), algorithm=algorithm, levels=1)
     assert out.dtype == dtype
     assert ((out.double() - a @ b).norm() / (a @ b).norm()) < tol
 
