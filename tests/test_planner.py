@@ -13,7 +13,7 @@ import fastmm
 from compiler.factors import naive
 from compiler.library import library_algorithm
 from fastmm import backends, cost, runtime
-from fastmm.accuracy import MAX_ERROR_GROWTH, error_growth, stability_factor, within_bound
+from fastmm.accuracy import error_growth, stability_factor, within_bound
 from fastmm.cache import CacheKey, TuningCache
 from fastmm.planner import DEFAULT_CONFIG, PlannerConfig, Problem, crossover, decide, rank
 from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
