@@ -302,8 +302,15 @@ def _side(targets: list[Node], restarts: int, seed: int) -> dict[Node, Node]:
     system = [normed[k] for k in keys]
     res, variables = eliminate(system, restarts, seed)
     direct = _rebuild(res, variables)
-    trans = _transposed(system, restarts, seed)
-    best = trans if _cost(trans) < _cost(direct) else direct
+    best = direct
+    uses: dict = {}
+    for t in system:
+        for leaf in t:
+            uses[leaf] = uses.get(leaf, 0) + 1
+    if sum(u * u for u in uses.values()) <= _WORK_BUDGET:  # the transposed system's size (Σ terms²)
+        trans = _transposed(system, restarts, seed)
+        if _cost(trans) < _cost(direct):
+            best = trans
     built = dict(zip(keys, best))
     return {t: lin([(built[norm_of[t]], scale[t])]) for t in uniq}
 
