@@ -244,7 +244,7 @@ def materialized(program: Program) -> Schedule:
             contributed(x0)
             for y, c in users:
                 if y is not x0:
-                    steps.append(Combine(buf(y), (Term(buf(x0), c / c0),), y in started))
+                    steps.append(Combine(buf(y), (Term(buf(x0), Fraction(c) / c0),), y in started))
                     contributed(y)
         else:
             tmp = slots["c"].take()
