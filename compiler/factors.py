@@ -296,7 +296,17 @@ class Factorization:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of the shape, field and exact coefficients (not name or provenance)."""
+        """SHA-256 of the shape, field and exact coefficients (not name or provenance).
+
+        Computed once and kept: the factorization is immutable, and hashing the largest
+        AlphaTensor entries takes seconds (``__hash__`` and ``__eq__`` go through here)."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = self._compute_digest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def _compute_digest(self) -> str:
         h = hashlib.sha256()
         h.update(f"{self.shape}|{self.field}|".encode())
         for a in (self.U, self.V, self.W):
