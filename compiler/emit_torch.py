@@ -66,17 +66,22 @@ class GeneratedFile:
 
     def write(self, folder: Path) -> Path:
         """Write atomically into ``folder`` (a crash never leaves half a module)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / self.filename
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.text)
-        tmp.replace(path)
-        return path
+        return write_atomically(Path(folder), self.filename, self.text)
+
+
+def write_atomically(folder: Path, filename: str, text: str) -> Path:
+    """Write ``text`` to ``folder/filename`` through a temporary file and a rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / filename
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
 
 
 @lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
+    """The one jinja2 environment of every emitter: strict (a missing name is an error)."""
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 

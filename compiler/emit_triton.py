@@ -12,15 +12,13 @@ every c-block in the epilogue). Launching them is the kernels layer's job
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import jinja2
 
+from compiler.emit_torch import environment, write_atomically
 from compiler.factors import Factorization
 from compiler.gpu_lowering import GpuProgram, lower
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -34,20 +32,7 @@ class EmittedSource:
 
     def write(self, folder: Path) -> Path:
         """Write atomically into ``folder`` (a crash never leaves half a kernel file)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / self.filename
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.text)
-        tmp.replace(path)
-        return path
-
-
-@lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
-    """The one jinja2 environment of the GPU emitters: strict (a missing name is an error)."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+        return write_atomically(Path(folder), self.filename, self.text)
 
 
 def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: str = "",
