@@ -14,7 +14,6 @@ neither CuPy nor a GPU.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,6 +22,7 @@ import torch
 from compiler.emit_cuda import emit, kernel_names
 from compiler.emit_triton import EmittedSource
 from compiler.factors import Factorization
+from kernels.operands import batched_operands
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
                torch.bfloat16: "bfloat16"}
@@ -116,14 +116,10 @@ class CudaMatmul:
             raise ValueError(f"the CUDA backend needs both operands on one CUDA device, got {a.device}, {b.device}")
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"inner dimensions differ: {tuple(a.shape)} @ {tuple(b.shape)}")
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-        if min(M, N) == 0 or math.prod(batch) == 0:
-            return torch.empty((*batch, M, N), dtype=a.dtype, device=a.device)
-        if K == 0:
-            return torch.zeros((*batch, M, N), dtype=a.dtype, device=a.device)
-        a3 = a.expand(*batch, M, K).reshape(-1, M, K)
-        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
+        batch, a3, b3, done = batched_operands(a, b)
+        if done is not None:
+            return done
+        M, N = a.shape[-2], b.shape[-1]
         level = level_kernels(self.factorization, a.dtype)
         c = torch.empty((a3.shape[0], M, N), dtype=a.dtype, device=a.device)
         return self._level(level, a3, b3, c, self.options.levels).reshape(*batch, M, N)

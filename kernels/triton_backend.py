@@ -41,6 +41,7 @@ import torch
 from compiler.constructions import kron
 from compiler.emit_triton import EmittedSource, emit
 from compiler.factors import Factorization
+from kernels.operands import batched_operands
 
 Schedule = Literal["streaming", "fused_operands", "fused"]
 SCHEDULES: tuple[str, ...] = ("streaming", "fused_operands", "fused")
@@ -232,14 +233,10 @@ class TritonMatmul:
             raise ValueError(f"inner dimensions differ: {tuple(a.shape)} @ {tuple(b.shape)}")
         if a.device != b.device:
             raise ValueError(f"a and b are on different devices: {a.device}, {b.device}")
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-        if min(M, N) == 0 or math.prod(batch) == 0:
-            return torch.empty((*batch, M, N), dtype=a.dtype, device=a.device)
-        if K == 0:
-            return torch.zeros((*batch, M, N), dtype=a.dtype, device=a.device)
-        a3 = a.expand(*batch, M, K).reshape(-1, M, K)  # a view when a is already 3-D or 2-D
-        b3 = b.expand(*batch, K, N).reshape(-1, K, N)
+        batch, a3, b3, done = batched_operands(a, b)
+        if done is not None:
+            return done
+        M, N = a.shape[-2], b.shape[-1]
         tiles = self.options.tiles or self._autotune(a3, b3)
         return self._run(a3, b3, tiles).reshape(*batch, M, N)
 
