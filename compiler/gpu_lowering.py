@@ -33,13 +33,10 @@ from compiler.ir import Node, Program, expand, inp
 GENERATOR_VERSION = "fastmm-gpu-emit 1"
 
 
-@dataclass(frozen=True)
-class Term:
-    """``coef · var`` inside a linear combination."""
+class _Signed:
+    """What the templates read off a coefficient ``coef``: its sign, whether it is ±1, and |coef|."""
 
     coef: Fraction
-    var: str
-    name: str  # the paper-style name of what ``var`` holds (``a12``, ``M3``), for comments
 
     @property
     def sign(self) -> str:
@@ -53,6 +50,15 @@ class Term:
     def magnitude(self) -> str:
         """The literal for |coef| (exact for dyadic rationals, which is all fastmm emits today)."""
         return coefficient_literal(abs(self.coef))
+
+
+@dataclass(frozen=True)
+class Term(_Signed):
+    """``coef · var`` inside a linear combination."""
+
+    coef: Fraction
+    var: str
+    name: str  # the paper-style name of what ``var`` holds (``a12``, ``M3``), for comments
 
     @property
     def c_magnitude(self) -> str:
@@ -112,23 +118,11 @@ class Side:
 
 
 @dataclass(frozen=True)
-class Use:
+class Use(_Signed):
     """Product r enters c-block ``block`` with coefficient ``coef`` (the fused GEMM's epilogue)."""
 
     block: Block
     coef: Fraction
-
-    @property
-    def sign(self) -> str:
-        return "-" if self.coef < 0 else "+"
-
-    @property
-    def unit(self) -> bool:
-        return abs(self.coef) == 1
-
-    @property
-    def magnitude(self) -> str:
-        return coefficient_literal(abs(self.coef))
 
 
 @dataclass(frozen=True)
