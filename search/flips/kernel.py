@@ -51,8 +51,12 @@ def _next(rng):
 
 @njit(cache=True, inline="always")
 def _below(rng, n):
-    """A random integer in [0, n) (n small: the modulo bias is below 2**-25)."""
-    return np.int64((_next(rng) >> _S32) % np.uint64(n))
+    """A random integer in [0, n): the high 32 bits scaled by n (Lemire), no division.
+
+    n is small (< 2**16), so the bias is below 2**-16 per draw; the modulo it replaced cost a
+    64-bit division per draw, a visible share of a flip.
+    """
+    return np.int64(((_next(rng) >> _S32) * np.uint64(n)) >> _S32)
 
 
 @njit(cache=True, inline="always")
@@ -136,13 +140,13 @@ def _settle_hint(P, N, R, watch, hint, mod2):
             for y in range(R):
                 if y == x:
                     continue
-                if h >= 0 and _same(P[x, h], N[x, h], P[y, h], N[y, h], mod2) == 0:
+                if h >= 0 and _match(P, N, x, y, h, mod2) == 0:
                     continue
-                s0 = _same(P[x, 0], N[x, 0], P[y, 0], N[y, 0], mod2)
-                s1 = _same(P[x, 1], N[x, 1], P[y, 1], N[y, 1], mod2)
+                s0 = _match(P, N, x, y, 0, mod2)
+                s1 = _match(P, N, x, y, 1, mod2)
                 if s0 == 0 and s1 == 0:  # the common case: at most one equal slot
                     continue
-                s2 = _same(P[x, 2], N[x, 2], P[y, 2], N[y, 2], mod2)
+                s2 = _match(P, N, x, y, 2, mod2)
                 eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
                 if eq < 2:
                     continue
@@ -173,27 +177,49 @@ def _settle_hint(P, N, R, watch, hint, mod2):
     return R, reductions
 
 
+@njit(cache=True, inline="always")
+def _match(P, N, r, q, t, mod2):
+    """``_same`` for slot t of terms r and q, rejecting on the support first (one compare)."""
+    if mod2:
+        return 1 if P[r, t] == P[q, t] else 0
+    if (P[r, t] | N[r, t]) != (P[q, t] | N[q, t]):
+        return 0
+    return 1 if P[r, t] == P[q, t] else (-1 if P[r, t] == N[q, t] else 0)
+
+
 @njit(cache=True)
 def _flip(P, N, R, rng, mod2):
     """One random flip; returns the changed terms and slots (r, s, u, v), or −1s when the sample admits none."""
     r = _below(rng, R)
-    # reservoir-sample a partner (s, slot t) sharing a factor with r, up to sign, over all three
-    # slots in one scan (one slot per scan needed ~3x more scans per flip on <4,4,4>)
-    s = -1
-    t = -1
-    sig = 0
+    # a uniformly random partner (s, slot t) sharing a factor with r, up to sign, over all three
+    # slots (one slot per scan needed ~3x more scans per flip on <4,4,4>): count the partners,
+    # draw one index, find it (one draw per flip; drawing per partner, reservoir style, cost more)
     count = 0
     for q in range(R):
         if q == r:
             continue
         for tt in range(3):
-            e = _same(P[r, tt], N[r, tt], P[q, tt], N[q, tt], mod2)
-            if e != 0:
+            if _match(P, N, r, q, tt, mod2) != 0:
                 count += 1
-                if count == 1 or _below(rng, count) == 0:
+    if count == 0:
+        return -1, -1, -1, -1
+    k = _below(rng, count)
+    s = -1
+    t = -1
+    sig = 0
+    for q in range(R):
+        if q == r:
+            continue
+        for tt in range(3):
+            e = _match(P, N, r, q, tt, mod2)
+            if e != 0:
+                if k == 0:
                     s = q
                     t = tt
                     sig = e
+                k -= 1
+        if s >= 0:
+            break
     if s < 0:
         return -1, -1, -1, -1
     bits = _below(rng, 4)
