@@ -6,8 +6,8 @@ Reads pytest-benchmark JSON files written by ``pytest bench/ --benchmark-only
 --benchmark-json=RESULTS.json``. Prints (and writes to ``DIR/report.md``) one table of speed
 ratios, fastmm.matmul against torch.matmul per shape, and one table of accuracy per plan and
 dtype; draws ``speedup_vs_size.png`` and ``error_vs_levels.png`` with matplotlib (the ``plot``
-extra). The speedup column is the interleaved ratio recorded by bench_matmul.py (torch.matmul
-timed between fastmm's rounds); the ratio of the two entries' separately timed medians is shown
+extra). The speedup column is the paired ratio recorded by bench_matmul.py (median over fastmm's
+rounds of the torch.matmul rounds timed just before and after it / that fastmm round); the ratio of the two entries' separately timed medians is shown
 next to it.
 """
 
@@ -73,7 +73,7 @@ def accuracy_rows(benchmarks: list[dict]) -> list[dict]:
 
 
 def speed_table(rows: list[dict]) -> str:
-    out = ["| device | dtype | N | torch.matmul | fastmm.matmul | speedup (interleaved medians) "
+    out = ["| device | dtype | N | torch.matmul | fastmm.matmul | speedup (paired rounds, median) "
            "| speedup (interleaved mins) | speedup (separate medians) | rounds | plan | load (1 min) |",
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:
