@@ -57,12 +57,23 @@ def schedules(backend: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=128)
-def build(f: Factorization, levels: int, backend: str, schedule: str) -> Executor:
+def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool = False) -> Executor:
     """A callable (a, b) -> a @ b for 2-D or same-batch 3-D tensors running ``levels`` levels of ``f``.
 
     The plan has already decided how many levels pay, so the compiler's own cutoff is set to 1:
     every level is applied (with dynamic peeling for sizes the block shape does not divide).
+    ``tf32``: fp32 products may use TF32 tensor cores (the caller passes torch's current fp32
+    precision mode, ``uses_tf32``). The torch backend's leaves are torch.matmul and follow torch's
+    setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly.
     """
     from compiler.pipeline import compile as compile_
     options = {"schedule": schedule, "cutoff": 1} if backend == "torch" else {"schedule": schedule}
+    if backend == "triton":
+        options["tf32"] = tf32
     return compile_(f, backend=backend, levels=levels, **options)
+
+
+def uses_tf32(a: torch.Tensor) -> bool:
+    """Whether torch.matmul would run this fp32 CUDA product on TF32 tensor cores right now."""
+    return (a.dtype == torch.float32 and a.device.type == "cuda"
+            and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"))

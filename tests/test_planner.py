@@ -186,3 +186,21 @@ def test_autotune_env_tunes_on_miss(cache_dir, monkeypatch, capsys):
     out = fastmm.matmul(a, b, config=dataclasses.replace(SMALL, autotune=None))
     assert torch.allclose(out, a @ b, rtol=1e-4, atol=1e-4)         # fp32, K = 72
     assert len(list(cache_dir.glob("*.json"))) == 1
+
+
+def test_triton_plans_follow_torch_fp32_precision(monkeypatch):
+    """The Triton backend's own tl.dot must use TF32 exactly when torch.matmul would (the torch
+    backend's leaves are torch.matmul and follow torch's setting by themselves)."""
+    import compiler.pipeline
+    from compiler.library import library_algorithm
+    from fastmm import backends
+    seen = []
+    monkeypatch.setattr(compiler.pipeline, "compile", lambda f, backend, levels, **options: seen.append(options))
+    f = library_algorithm("strassen")
+    backends.build.cache_clear()
+    backends.build(f, 1, "triton", "streaming", True)
+    backends.build(f, 1, "torch", "materialized", False)
+    backends.build.cache_clear()
+    assert seen == [{"schedule": "streaming", "tf32": True}, {"schedule": "materialized", "cutoff": 1}]
+    assert not backends.uses_tf32(torch.ones(2, 2))            # CPU: never TF32
+    assert not backends.uses_tf32(torch.ones(2, 2, dtype=torch.float64))
