@@ -22,16 +22,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import math
-import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,26 +119,8 @@ def make_variant(v: Variant, mode: Mode):
 
 def time_ms(fn, warmup: int, reps: int, device: str = "cuda") -> float:
     """Median milliseconds of ``fn`` after ``warmup`` calls: CUDA events, synchronised (wall clock on CPU)."""
-    import torch
-    for _ in range(warmup):
-        fn()
-    if device == "cpu":  # the smoke run of this script on a machine without a GPU
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1e3)
-        return statistics.median(times)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    from kernels.timing import median_ms
+    return median_ms(fn, warmup, reps, device)
 
 
 def run(out: Path, sizes: tuple[int, ...], budget_s: float, warmup: int, reps: int, rectangular: bool,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import statistics
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +41,7 @@ from compiler.constructions import kron
 from compiler.emit_triton import EmittedSource, emit
 from compiler.factors import Factorization
 from kernels.operands import batched_operands
+from kernels.timing import median_ms
 
 Schedule = Literal["streaming", "fused_operands", "fused"]
 SCHEDULES: tuple[str, ...] = ("streaming", "fused_operands", "fused")
@@ -287,18 +287,7 @@ class TritonMatmul:
 def time_cuda(fn: Callable[[], object], warmup: int = 2, reps: int = 5) -> float:
     """Median milliseconds of ``fn`` on the current CUDA stream, synchronised; ``inf`` if it raises."""
     try:
-        for _ in range(warmup):
-            fn()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return statistics.median(times)
+        return median_ms(fn, warmup, reps, device="cuda")
     except Exception:  # noqa: BLE001 - a candidate that fails to compile or launch is scored, not fatal
         return math.inf
 
