@@ -76,3 +76,25 @@ def test_synthetic_position_matches_its_value_and_canonical_target():
         assert np.array_equal(canonicalize(s.actions[0], cfg.dims), s.actions[0])
         assert -cfg.steps <= s.value <= -1
         assert s.residual.any()
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.shape}-{c.field}")
+@pytest.mark.parametrize("all_targets", [True, False])
+def test_synthetic_position_targets_are_remaining_terms(cfg, all_targets):
+    """Every policy target of a demo position is a term whose removal leaves a residual of one term
+    fewer: with all targets on, the targets are the distinct remaining terms with uniform weights."""
+    t = TrainConfig(demo_all_targets=all_targets)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        s = synthetic_position(cfg, t, rng)
+        remaining = -int(s.value)
+        assert np.isclose(s.weights.sum(), 1.0) and np.allclose(s.weights, s.weights[0])
+        assert len(s.actions) <= (remaining if all_targets else 1)
+        res = s.residual.astype(np.int64)
+        for a in s.actions:
+            # The residual is a sum of `remaining` terms with `a` among them: a game from it that
+            # plays `a` first still reaches zero in `remaining` moves (checked below for rank one).
+            if remaining == 1:
+                nxt = res - _term(a, cfg)
+                assert not (np.mod(nxt, 2) if cfg.field == "Z2" else nxt).any()
+        assert len({a.tobytes() for a in s.actions}) == len(s.actions)  # deduplicated

@@ -91,3 +91,18 @@ def test_terminal_penalty_backs_up_through_the_tree():
     root = mcts.search(mcts.node(TensorGame(CFG, target=TOY)))
     q = root.W[0] / root.N[0]
     assert q < -3.0  # three steps (−3) plus a positive rank bound of the unsolved residual
+
+
+def test_root_dirichlet_noise_explores_without_touching_the_stored_prior():
+    cfg = MCTSConfig(simulations=16, samples=8, root_noise=0.25, dirichlet_alpha=0.3)
+    mcts = MCTS(scripted(), cfg, rng=np.random.default_rng(0))
+    root = mcts.node(TensorGame(CFG, target=TOY))
+    mcts.expand(root)
+    clean = root.prior.copy()  # the sample frequencies
+    mcts.search(root)
+    assert np.isclose(mcts._root_prior.sum(), 1.0)
+    assert not np.allclose(mcts._root_prior, root.prior)  # the noise changed the prior used at the root
+    assert np.array_equal(root.prior, clean)  # ... but not the stored one (it is reused as a subtree)
+    quiet = MCTS(scripted(), cfg)  # no generator: no noise
+    r2 = quiet.search(quiet.node(TensorGame(CFG, target=TOY)))
+    assert quiet._root_prior is r2.prior

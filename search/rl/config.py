@@ -60,6 +60,8 @@ class MCTSConfig:
     reuse_tree: bool = True
     temperature_moves: int = 3  # sample moves ∝ visits for the first few, then take the most visited
     sample_temperature: float = 1.0
+    root_noise: float = 0.25  # fraction of Dirichlet noise in the root's prior (AlphaZero: 0.25)
+    dirichlet_alpha: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class TrainConfig:
     basis_probability: float = 0.5  # games in a random basis (when change_of_basis)
     demo_max_rank: int = 0  # 0: the game's step limit
     demo_zero_probability: float = 0.55  # of a coefficient in a synthetic factor
+    demo_all_targets: bool = True  # a demo position's policy target: all remaining terms (False: the next one)
     train_steps_per_game: int = 8
     warmup_steps: int = 300  # supervised steps on demonstrations before self-play starts
     checkpoint_every: int = 200

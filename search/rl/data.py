@@ -82,9 +82,16 @@ def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Genera
     res = np.einsum("ir,jr,kr->ijk", u, v, w)
     if cfg.field == "Z2":
         res = np.mod(res, 2)
-    target = canonicalize(acts[k], cfg.dims, cfg.field) if tcfg.canonicalize else acts[k]
-    return Sample(res.astype(np.int8), list(acts[max(0, k - cfg.history):k]), k, target[None], np.ones(1),
-                  -float(R - k))
+    if tcfg.demo_all_targets:
+        # Every remaining term is a correct next move (the terms of a factorization commute), so the
+        # policy target is uniform over them: R−k labels per position instead of one.
+        todo = acts[k:]
+    else:
+        todo = acts[k:k + 1]
+    targets = np.stack([canonicalize(a, cfg.dims, cfg.field) if tcfg.canonicalize else a for a in todo])
+    targets = np.unique(targets, axis=0)
+    return Sample(res.astype(np.int8), list(acts[max(0, k - cfg.history):k]), k, targets,
+                  np.full(len(targets), 1.0 / len(targets)), -float(R - k))
 
 
 def signed_permutation(d: int, rng: np.random.Generator, signed: bool) -> tuple[np.ndarray, np.ndarray]:

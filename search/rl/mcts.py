@@ -44,10 +44,14 @@ class Node:
 
 
 class MCTS:
-    def __init__(self, evaluate: Evaluator, cfg: MCTSConfig, canonical: bool = True) -> None:
+    def __init__(self, evaluate: Evaluator, cfg: MCTSConfig, canonical: bool = True,
+                 rng: np.random.Generator | None = None) -> None:
         self.evaluate, self.cfg, self.canonical = evaluate, cfg, canonical
         self.table: dict[bytes, Node] = {}
         self.qmin, self.qmax = math.inf, -math.inf
+        self.rng = rng  # for the root's Dirichlet noise (none without a generator)
+        self._root: Node | None = None
+        self._root_prior = np.zeros(0)
 
     def node(self, game: TensorGame) -> Node:
         k = game.key()
@@ -87,7 +91,8 @@ class MCTS:
     def select(self, node: Node) -> int:
         n_tot = node.N.sum()
         q = np.where(node.N > 0, node.W / np.maximum(node.N, 1), node.value)  # unvisited: the node's value
-        score = self._norm(q) + self.cfg.c_puct * node.prior * math.sqrt(n_tot + 1) / (1 + node.N)
+        prior = self._root_prior if node is self._root else node.prior
+        score = self._norm(q) + self.cfg.c_puct * prior * math.sqrt(n_tot + 1) / (1 + node.N)
         return int(np.argmax(score))
 
     def simulate(self, root: Node) -> None:
@@ -112,6 +117,11 @@ class MCTS:
     def search(self, root: Node, simulations: int | None = None) -> Node:
         if not root.expanded and not root.terminal:
             self.expand(root)
+        self._root, self._root_prior = root, root.prior
+        if self.rng is not None and self.cfg.root_noise > 0 and len(root.prior) > 1:
+            # AlphaZero's exploration: mix Dirichlet noise into the root's prior (the stored prior stays clean).
+            noise = self.rng.dirichlet(np.full(len(root.prior), self.cfg.dirichlet_alpha))
+            self._root_prior = (1 - self.cfg.root_noise) * root.prior + self.cfg.root_noise * noise
         for _ in range(simulations or self.cfg.simulations):
             self.simulate(root)
         return root

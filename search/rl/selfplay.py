@@ -49,7 +49,8 @@ def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, rew
     basis = random_basis(cfg.game.dims, rng) if in_basis else None
     game = TensorGame(cfg.game, basis)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    mcts = MCTS(make_evaluator(net, cfg.mcts.sample_temperature, gen), cfg.mcts, tcfg.canonicalize)
+    mcts = MCTS(make_evaluator(net, cfg.mcts.sample_temperature, gen), cfg.mcts, tcfg.canonicalize,
+                np.random.default_rng(int(rng.integers(2**62))))
     root = mcts.node(game)
     positions, rewards = [], []
     while not game.done:
