@@ -273,3 +273,76 @@ def _make(f: Factorization, x: np.ndarray, A, B, C, R) -> Factorization | None:
 def _lifted_name(f: Factorization) -> str:
     name = f.label()
     return name[:-5] if name.endswith("-mod2") else name + "-lifted"
+
+
+def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftReport:
+    """Signs for a mod-2 scheme: a scheme valid over Z with the same support and entries ±1.
+
+    Every 1 becomes 1 + 2δ (δ = 1 gives −1 mod 4) and every 0 stays 0, so the lift mod 4 is the
+    linear system J_S·δ ≡ F/2 (mod 2) restricted to the support S (one GF(2) row reduction). A
+    solution is valid mod 4 only; each candidate from the solution space (the particular one,
+    then random choices of the free variables) is checked exactly over Z. A Hensel lift keeps the
+    coefficients it needs (often ±2, ±3); this one keeps the ternary form that the flip walk,
+    the addition-aware walk and the kernels prefer, or reports that none was found.
+    """
+    if not f.is_integral:
+        raise ValueError(f"{f.label()}: ternary lifting starts from an integral (mod-2) scheme")
+    n, m, p = f.shape
+    T = matmul_tensor(n, m, p)
+    U0, V0, W0 = (np.mod(np.asarray(a, np.int64), 2) for a in (f.U, f.V, f.W))
+    if not Factorization(f.shape, U0, V0, W0, "Z2").verify():
+        return LiftReport(False, None, 0, "the scheme is not valid mod 2", definitive=True)
+    A, B, C = T.shape
+    R = f.rank
+    x0 = np.concatenate([U0.ravel(), V0.ravel(), W0.ravel()]).astype(np.int64)
+    S = np.flatnonzero(x0)  # the variables: signs of the nonzero coefficients
+    # ∂F[a,b,c]/∂x over the support, mod 2 (as in hensel_lift, restricted to the columns S)
+    J = np.zeros((A, B, C, x0.shape[0]), np.uint8)
+    vw = (V0[:, None, :] * W0[None, :, :]) & 1
+    uw = (U0[:, None, :] * W0[None, :, :]) & 1
+    uv = (U0[:, None, :] * V0[None, :, :]) & 1
+    for r in range(R):
+        for a in range(A):
+            J[a, :, :, a * R + r] = vw[:, :, r]
+        for b in range(B):
+            J[:, b, :, (A + b) * R + r] = uw[:, :, r]
+        for c in range(C):
+            J[:, :, c, (A + B + c) * R + r] = uv[:, :, r]
+    E = A * B * C
+    JS = J.reshape(E, -1)[:, S]
+    ns = len(S)
+    packed = _pack(np.concatenate([JS, np.eye(E, dtype=np.uint8)], axis=1))
+    piv = _rref_gf2(packed, ns)
+    rank = int((piv >= 0).sum())
+    M = _unpack_tail(packed, ns, E)
+    U, V, W = _split(x0, A, B, C, R)
+    res = _residual(U, V, W, T, 4)
+    rhs = ((res // 2) % 2).ravel()
+    y = _apply_bits(M, rhs)
+    if int(y[rank:].sum()):
+        return LiftReport(False, None, 1, "no signs make the scheme valid mod 4 (the ternary system is "
+                          "inconsistent): no ternary lift with this support", definitive=True,
+                          free_variables=ns - rank)
+    free_cols = np.setdiff1d(np.arange(ns), piv[:rank])
+    bits = np.unpackbits(packed[:rank].view(np.uint8).reshape(rank, -1), axis=1, bitorder="little")
+    Rfree = bits[:, free_cols].astype(np.int64)
+    gen = np.random.default_rng(seed)
+    for attempt in range(max(1, tries)):
+        delta = np.zeros(ns, np.int64)
+        xf = gen.integers(0, 2, len(free_cols)) if attempt else np.zeros(len(free_cols), np.int64)
+        delta[free_cols] = xf
+        delta[piv[:rank]] = (y[:rank] + Rfree @ xf) % 2
+        x = x0.copy()
+        x[S] = 1 - 2 * delta
+        U, V, W = _split(x, A, B, C, R)
+        if np.any(np.einsum("ir,jr,kr->ijk", U, V, W) != T):  # cheap exact check before the Factorization
+            continue
+        g = _make(f, x, A, B, C, R)
+        if g is not None:
+            g = g.replace(name=g.label() + "-ternary",
+                          provenance=replace(g.provenance, method=g.provenance.method.replace(
+                              "Hensel lifting", "ternary (sign) lifting")))
+            return LiftReport(True, g, 2, free_variables=len(free_cols), attempts=attempt + 1,  # mod 4 by construction, then exact
+                              history=(f"signs valid over Z after {attempt + 1} candidate(s)",))
+    return LiftReport(False, None, 2, f"{tries} sign choices valid mod 4 were tried, none is valid over Z "
+                      f"({len(free_cols)} free sign variables)", free_variables=len(free_cols), attempts=tries)

@@ -12,7 +12,10 @@
 is ``rank`` (default) or any reward plugin spec of search.rewards (``additions`` = fewest
 additions after the compiler's CSE): the walk first reaches ``--target-rank``, then spends the
 rest of the budget on rank-preserving flips that maximise the reward. ``--field Z2`` walks mod 2;
-``--lift`` then tries Hensel lifting (search.lift) and saves the lifted scheme when it lifts.
+``--lift`` then tries Hensel lifting (search.lift) and saves the lifted scheme when it lifts;
+``--lift ternary`` looks for signs instead (a scheme valid over Z with coefficients in {-1,0,1}),
+and while the scheme has none it keeps walking mod 2 at that rank (flips keep the rank) and tries
+the schemes it meets, for the rest of the budget.
 
 Everything written is verified exactly first; ``--out`` is read, extended and rewritten
 atomically (a scheme already present, by digest, is not added twice).
@@ -69,11 +72,17 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
     d = WalkConfig()
     g = ap.add_argument_group("flips (flip-graph local search)")
     g.add_argument("--start", default="naive", help="naive | library name | file.npz[:name] | A*B")
-    g.add_argument("--lift", action="store_true", help="Z2: Hensel-lift the result and save it when it lifts")
+    g.add_argument("--lift", nargs="?", const="hensel", choices=("hensel", "ternary"), default=None,
+                   help="Z2: Hensel-lift the result (or, with 'ternary', find signs valid over Z, walking on at "
+                        "the same rank until a scheme has them) and save it when it lifts")
     g.add_argument("--plateau", type=int, default=d.plateau, help="flips without a reduction before a plus transition")
+    g.add_argument("--plateau-min", type=int, default=None,
+                   help="draw the plateau per path from [plateau-min, plateau] (default: fixed --plateau)")
     g.add_argument("--path-length", type=int, default=d.path_length, help="flips from one restart to the next")
     g.add_argument("--max-plus", type=int, default=d.max_plus, help="plus transitions may go this far above the best rank")
     g.add_argument("--pool-size", type=int, default=d.pool_size)
+    g.add_argument("--reset-flips", type=int, default=None,
+                   help="flips without lowering a lineage's rank before a new lineage from the start or a recent improvement")
     g.add_argument("--max-flips", type=int, default=None, help="stop after this many flips per walker")
     g.add_argument("--temperature", type=float, default=None,
                    help="objective walk: start temperature in proxy units (additions before CSE)")
@@ -215,8 +224,8 @@ def run_flips(args: argparse.Namespace) -> int:
         reward = load_reward(args.reward)
     target = args.target_rank
     cfg = WalkConfig(field=field, target_rank=target, budget_s=budget, max_flips=args.max_flips,
-                     path_length=args.path_length, plateau=args.plateau, max_plus=args.max_plus,
-                     pool_size=args.pool_size, seed=args.seed)
+                     path_length=args.path_length, plateau=args.plateau, plateau_min=args.plateau_min, max_plus=args.max_plus,
+                     pool_size=args.pool_size, reset_flips=args.reset_flips, seed=args.seed)
     method = (f"flip-graph random walk ({'ternary coefficients, valid over Z' if field == 'Z' else 'mod 2'}; "
               f"reductions, plus transitions, pools and restarts)")
     prov = Provenance(source="fastmm search.run", found_by="fastmm flip-graph search (search.flips)",
@@ -255,12 +264,19 @@ def run_flips(args: argparse.Namespace) -> int:
     if value is not None:
         summary["objective_value"] = value
     lifted = None
-    if field == "Z2" and args.lift:
+    if field == "Z2" and args.lift == "hensel":
         from search.lift import hensel_lift
         lr = hensel_lift(best)
         summary["lift"] = lr.describe()
         if lr.ok:
             lifted = lr.factorization
+    elif field == "Z2" and args.lift == "ternary":
+        lr, tried, lift_s = _ternary_walk(best, budget - (time.perf_counter() - t0), args.seed)
+        summary["lift"] = lr.describe() + f" (schemes tried: {tried}, {lift_s:.1f}s)"
+        summary["wall_s"] = round(time.perf_counter() - t0, 2)
+        if lr.ok:
+            lifted = lr.factorization
+            summary["ternary_rank"] = lifted.rank
     print(json.dumps(summary), flush=True)
     if args.out:
         n, m, p = shape
@@ -280,6 +296,34 @@ def run_flips(args: argparse.Namespace) -> int:
         path, k = _append(args.out, named)
         print(f"appended {k} verified scheme(s) to {path}", flush=True)
     return 0 if target is None or best.rank <= target else 1
+
+
+def _ternary_walk(best: Factorization, budget: float, seed: int):
+    """Try signs on ``best`` (mod 2), then on schemes met by a rank-keeping mod-2 walk from it.
+
+    Returns (last LiftReport, schemes tried, seconds). Each scheme costs one GF(2) reduction
+    (``search.lift.ternary_lift``); the walk moves 20 000 flips between tries, so that the
+    schemes tried differ in many terms.
+    """
+    import numpy as np
+
+    from search.flips import kernel as K
+    from search.flips.encoding import decode, encode
+    from search.lift import ternary_lift
+    t0 = time.perf_counter()
+    lr = ternary_lift(best, tries=64, seed=seed)
+    tried = 1
+    P, N, R = encode(best, "Z2", capacity=best.rank + 2)
+    rng = np.array([np.uint64(seed * 7919 + 12345)], np.uint64)
+    out = np.zeros(5, np.int64)
+    while not lr.ok and time.perf_counter() - t0 < budget:
+        R = K.walk(P, N, R, True, 0, 20_000, 1 << 62, R, rng, out)  # no plus transitions: rank only falls
+        if out[K.OUT_FLIPS] == 0:
+            break
+        g = decode(P, N, R, best.shape, "Z2", best.name, best.provenance)
+        lr = ternary_lift(g, tries=64, seed=seed + tried)
+        tried += 1
+    return lr, tried, time.perf_counter() - t0
 
 
 def _optimise(best: Factorization, reward, field: str, budget: float, args, rep: _Reporter, prov: Provenance):

@@ -165,3 +165,15 @@ def test_walker_from_a_kron_product_and_refusals():
         encode(library_algorithm("strassen").replace(field="Z2"), "Z")  # mod-2 scheme on the ternary walk
     with pytest.raises(ValueError):
         encode(naive(9, 9, 9), "Z")  # 81 entries per factor: beyond the 64-bit masks
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_lineage_resets_restart_from_start_and_still_reach_rank(field):
+    """``reset_flips``: stalled lineages restart from the start or a recent improvement; the walk
+    still verifies everything and reaches the rank (tiny reset period: many resets happen)."""
+    # target 10 is below the border rank of <2,2,3> (11 is optimal): the walk spends its whole flip budget
+    cfg = WalkConfig(field=field, target_rank=10, max_flips=1_000_000, budget_s=120, seed=5, path_length=20_000,
+                     plateau=5_000, plateau_min=500, max_plus=3, reset_flips=60_000)
+    res = walk_search(naive(2, 2, 3), cfg)
+    assert res.best.rank == 11 and res.best.verify()
+    assert res.restarts > 10 and res.flips == 1_000_000

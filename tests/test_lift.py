@@ -66,3 +66,26 @@ def test_walk_found_mod2_scheme_lifts_or_says_why():
         assert rep.factorization.verify() and rep.factorization.rank == 11
     else:  # a report, never an exception or a silently invalid scheme
         assert rep.reason
+
+
+@pytest.mark.parametrize("name", ["strassen", "winograd", "laderman", "strassen^2"])
+def test_ternary_lift_recovers_signs_of_ternary_schemes(name):
+    from search.lift import ternary_lift
+    f = (kron(library_algorithm("strassen"), library_algorithm("strassen")) if name == "strassen^2"
+         else library_algorithm(name))
+    rep = ternary_lift(_mod2(f))
+    assert rep.ok, rep.describe()
+    g = rep.factorization
+    assert g.field == "Q" and g.verify() and g.rank == f.rank
+    for a, b in ((g.U, f.U), (g.V, f.V), (g.W, f.W)):
+        a = np.asarray(a, np.int64)
+        assert np.abs(a).max() <= 1 and np.array_equal(a != 0, np.asarray(b) != 0)  # same support, signs only
+
+
+def test_ternary_lift_reports_when_no_signs_exist(alphatensor_mod2):
+    from search.lift import ternary_lift
+    # AlphaTensor's <4,4,4;47> has no 2-adic lift at all (inconsistent mod 4), so no signs either
+    (f,) = [f for f in alphatensor_mod2 if f.shape == (4, 4, 4)]
+    rep = ternary_lift(f)
+    assert not rep.ok and rep.definitive and rep.factorization is None
+    assert "no signs" in rep.describe()

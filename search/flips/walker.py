@@ -9,6 +9,11 @@ The strategy (Kauers & Moosbauer 2022, with Arai et al.'s plus transitions):
 3. A path that ends without improving restarts from a random member of the pool at the best
    rank; schemes met at the best rank on the way join the pool (``pool_size`` at most, random
    replacement), so restarts spread over the plateau instead of repeating one path.
+4. With ``reset_flips`` set, a lineage that goes that many flips without lowering its own rank
+   is abandoned: the walker starts a new lineage from the start scheme or one of the recent
+   global improvements (as Perminov's ternary_flip_graph resets its runners). One plateau can
+   hold no reducible scheme at all (measured: <3,3,4> over Z2 reached 30 in 0.1 s and then
+   195 M flips found no 29), and a fresh lineage reaches a different one.
 """
 
 from __future__ import annotations
@@ -33,9 +38,14 @@ class WalkConfig:
     budget_s: float = 60.0
     max_flips: int | None = None  # total flips (None: the time budget alone decides)
     path_length: int = 2_000_000  # flips from one restart before the next restart
-    plateau: int = 100_000  # flips without a reduction before a plus transition
+    plateau: int = 100_000  # flips without a reduction before a plus transition ...
+    plateau_min: int | None = None  # ... drawn per path uniformly from [plateau_min, plateau] when set
+    # (Perminov's ternary_flip_graph draws its plus period from [5K, 100K] per walk: paths that
+    # leave the plateau early and late both occur, instead of one fixed trade-off)
     max_plus: int = 1  # plus transitions may raise the rank this far above the best rank
     pool_size: int = 100
+    reset_flips: int | None = None  # flips without lowering the lineage's rank before a new lineage
+    improvements: int = 8  # recent global improvements kept as lineage starts (besides the start)
     chunk: int = 200_000  # flips per compiled call: time and progress are checked between calls
     seed: int = 0
 
@@ -89,8 +99,12 @@ def walk_search(start: Factorization, config: WalkConfig,
     out = np.zeros(5, np.int64)
     base = provenance or Provenance()
 
-    best_rank = R
+    best_rank = R  # the walker's best (global to its lineages)
     best = start
+    lineage_rank = R  # the current lineage's best rank: its walks stop one below it
+    lineage_flips = 0  # flips since the lineage last lowered its rank
+    # lineage starts: the start scheme and the most recent global improvements
+    starts: list[tuple[np.ndarray, np.ndarray]] = [(P[:R].copy(), N[:R].copy())]
     pool: list[tuple[np.ndarray, np.ndarray]] = [(P[:R].copy(), N[:R].copy())]
     pick = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
@@ -105,44 +119,63 @@ def walk_search(start: Factorization, config: WalkConfig,
                 or (cfg.max_flips is not None and flips >= cfg.max_flips)
                 or (should_stop is not None and should_stop()))
 
+    def load(Pp: np.ndarray, Np: np.ndarray) -> int:
+        P[:] = 0
+        N[:] = 0
+        P[:len(Pp)] = Pp
+        N[:len(Np)] = Np
+        return len(Pp)
+
     while not done():
         path = 0
+        plateau = cfg.plateau if cfg.plateau_min is None else int(pick.integers(cfg.plateau_min, cfg.plateau + 1))
         while path < cfg.path_length and not done():
             n = min(cfg.chunk, cfg.path_length - path)
             if cfg.max_flips is not None:
                 n = min(n, cfg.max_flips - flips)
-            R = K.walk(P, N, R, mod2, best_rank - 1, n, cfg.plateau, best_rank + cfg.max_plus, rng, out)
+            R = K.walk(P, N, R, mod2, lineage_rank - 1, n, plateau, lineage_rank + cfg.max_plus, rng, out)
             path += int(out[K.OUT_FLIPS])
             flips += int(out[K.OUT_FLIPS])
+            lineage_flips += int(out[K.OUT_FLIPS])
             plus += int(out[K.OUT_PLUS])
-            if R < best_rank:
+            if R < lineage_rank:
                 break
-            if out[K.OUT_FLIPS] < n and R >= best_rank:  # the walk found no flip at all
+            if out[K.OUT_FLIPS] < n and R >= lineage_rank:  # the walk found no flip at all
                 break
-            if R == best_rank and len(pool) < cfg.pool_size:
+            if R == lineage_rank and len(pool) < cfg.pool_size:
                 pool.append((P[:R].copy(), N[:R].copy()))
-            elif R == best_rank:
+            elif R == lineage_rank:
                 pool[int(pick.integers(len(pool)))] = (P[:R].copy(), N[:R].copy())
-        if R < best_rank:
-            elapsed = time.perf_counter() - t0
-            f = decode(P, N, R, shape, cfg.field, _name(shape, R, cfg.field), base)
-            res = f.verify()
-            if not res:  # a move that breaks validity is a bug in the kernel, never a result
-                raise FactorizationError(f"flip walk produced an invalid scheme: {res.describe()}")
-            best_rank, best = R, f
+        if R < lineage_rank:
+            lineage_rank = R
+            lineage_flips = 0
             pool = [(P[:R].copy(), N[:R].copy())]
-            history.append((elapsed, R))
-            if on_best is not None:
-                on_best(elapsed, f)
+            if R < best_rank:
+                elapsed = time.perf_counter() - t0
+                f = decode(P, N, R, shape, cfg.field, _name(shape, R, cfg.field), base)
+                res = f.verify()
+                if not res:  # a move that breaks validity is a bug in the kernel, never a result
+                    raise FactorizationError(f"flip walk produced an invalid scheme: {res.describe()}")
+                best_rank, best = R, f
+                starts.append((P[:R].copy(), N[:R].copy()))
+                if len(starts) > cfg.improvements + 1:
+                    del starts[1]  # the start scheme stays; the oldest improvement goes
+                history.append((elapsed, R))
+                if on_best is not None:
+                    on_best(elapsed, f)
             continue
-        # restart from the pool at the best rank
         restarts += 1
+        if cfg.reset_flips is not None and lineage_flips >= cfg.reset_flips:
+            # a new lineage from the start or a recent improvement
+            Pp, Np = starts[int(pick.integers(len(starts)))]
+            R = load(Pp, Np)
+            lineage_rank = R
+            lineage_flips = 0
+            pool = [(Pp, Np)]
+            continue
+        # restart from the pool at the lineage's best rank
         Pp, Np = pool[int(pick.integers(len(pool)))]
-        P[:] = 0
-        N[:] = 0
-        P[:best_rank] = Pp
-        N[:best_rank] = Np
-        R = best_rank
+        R = load(Pp, Np)
         if out[K.OUT_FLIPS] == 0 and path == 0:
             break  # nothing can move (e.g. <1,1,1>): stop rather than spin
     return WalkResult(best, flips, time.perf_counter() - t0, history, restarts, plus, time.thread_time() - c0)

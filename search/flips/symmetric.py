@@ -1,0 +1,578 @@
+"""Symmetric flip graph for square shapes <n,n,n> (Moosbauer & Poole 2025): Z3-invariant schemes.
+
+With our convention (``c[i,k] = Σ_j a[i,j]·b[j,k]``, W not transposed) the matmul tensor as a
+trilinear form is ``T(A, B, C) = trace(A·B·Cᵀ)``, and ``trace(A·B·Cᵀ) = trace(B·Cᵀ·A)`` makes the
+map on rank-one terms
+
+    σ(x ⊗ y ⊗ z) = zᵀ ⊗ x ⊗ yᵀ         (x, y, z read as n×n matrices; σ³ = id)
+
+a symmetry of T: σ applied to every term of a scheme gives a scheme. A scheme is *invariant*
+when σ permutes its terms: it is a set of orbits {t, σt, σ²t} and of fixed terms (x, x, xᵀ).
+The naive algorithm is invariant: σ maps the product (i, j, k) to (k, i, j); i = j = k are its
+n fixed terms and the other n³ − n products form (n³ − n)/3 orbits.
+
+The walk holds the orbits in rows ``3k, 3k+1, 3k+2`` = (t_k, σt_k, σ²t_k) of the same bitmask
+arrays as ``kernel`` and moves orbit by orbit, so that every scheme it visits is invariant:
+
+- flip: a term r and a term s of another orbit that share a factor (up to sign) are flipped
+  exactly as in ``kernel._flip``; the same flip on the images, (σr, σs) and (σ²r, σ²s), is
+  implied, so both orbits are regenerated from the changed r and s (σ is linear, so the sum of
+  every image pair is unchanged, and the orbits are disjoint, so the three flips commute);
+- reduction: r agrees with a term q of another orbit in two slots: r absorbs q, the orbit of
+  q goes (rank − 3); a factor of r vanishes: its orbit goes (rank − 3); over Z2, a term with
+  σr = r makes its orbit three equal terms, 3t = t mod 2: the orbit becomes one fixed term
+  (rank − 2, the only move that changes the number of fixed terms, hence the rank mod 3);
+- plus transition: ``kernel._plus`` on terms of two orbits; the new term starts a new orbit
+  (rank + 3).
+
+The fixed terms are not moved (a flip of a fixed term with an orbit term is not invariant);
+the orbit terms decompose T minus the fixed terms, and every identity above holds for that
+tensor. Over Z2 the result is Hensel-lifted like any mod-2 scheme (``search.lift``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numba import njit
+
+from compiler.factors import Factorization, FactorizationError, Provenance
+from search.flips import kernel as K
+from search.flips.encoding import FIELDS, factorization_field
+
+_ZERO = np.uint64(0)
+
+
+def transpose_table(n: int) -> np.ndarray:
+    """Per byte of a bitmask, the transposed bits it contributes: ``tr(x) = OR_b T[b, byte_b(x)]``."""
+    nb = (n * n + 7) // 8
+    T = np.zeros((max(nb, 1), 256), np.uint64)
+    for b in range(nb):
+        for v in range(256):
+            out = 0
+            for bit in range(8):
+                a = 8 * b + bit
+                if a < n * n and (v >> bit) & 1:
+                    i, j = divmod(a, n)
+                    out |= 1 << (j * n + i)
+            T[b, v] = np.uint64(out)
+    return T
+
+
+@njit(cache=True, inline="always")
+def _tr(x, table):
+    out = _ZERO
+    for b in range(table.shape[0]):
+        out |= table[b, (x >> np.uint64(8 * b)) & np.uint64(255)]
+    return out
+
+
+@njit(cache=True)
+def _sigma_into(P, N, i, j, table):
+    """Row j := σ(row i) = (zᵀ, x, yᵀ); i != j."""
+    x_p, x_n = P[i, 0], N[i, 0]
+    P[j, 0] = _tr(P[i, 2], table)
+    N[j, 0] = _tr(N[i, 2], table)
+    P[j, 2] = _tr(P[i, 1], table)
+    N[j, 2] = _tr(N[i, 1], table)
+    P[j, 1] = x_p
+    N[j, 1] = x_n
+
+
+@njit(cache=True)
+def _regen(P, N, r, table):
+    """Rewrite the two other rows of r's orbit as σr and σ²r."""
+    base = r - r % 3
+    j1 = base + (r % 3 + 1) % 3
+    j2 = base + (r % 3 + 2) % 3
+    _sigma_into(P, N, r, j1, table)
+    _sigma_into(P, N, j1, j2, table)
+
+
+@njit(cache=True)
+def _remove_orbit(P, N, R, k, watch):
+    """Drop orbit k (rows 3k..3k+2); the last orbit moves into its rows. Returns the new R."""
+    last = R - 3
+    for e in range(3):
+        for t in range(3):
+            P[3 * k + e, t] = P[last + e, t]
+            N[3 * k + e, t] = N[last + e, t]
+            P[last + e, t] = _ZERO
+            N[last + e, t] = _ZERO
+    for w in range(watch.shape[0]):
+        x = watch[w]
+        if x < 0:
+            continue
+        if x // 3 == k:
+            watch[w] = -1
+        elif x >= last:
+            watch[w] = 3 * k + (x - last)
+    return last
+
+
+@njit(cache=True)
+def _is_fixed(P, N, r, table):
+    """σ(term r) == term r, i.e. the term is (x, x, xᵀ)."""
+    return (P[r, 1] == P[r, 0] and N[r, 1] == N[r, 0]
+            and P[r, 2] == _tr(P[r, 0], table) and N[r, 2] == _tr(N[r, 0], table))
+
+
+@njit(cache=True)
+def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table):
+    """Reductions of the watched terms (see the module docs). Returns (R, number of fixed terms, reductions)."""
+    reductions = 0
+    changed = True
+    while changed:
+        changed = False
+        for w in range(watch.shape[0]):
+            x = watch[w]
+            if x < 0:
+                continue
+            if K._is_zero_term(P, N, x):
+                R = _remove_orbit(P, N, R, x // 3, watch)
+                reductions += 1
+                changed = True
+                break
+            if mod2 and _is_fixed(P, N, x, table):
+                for t in range(3):
+                    FP[nf, t] = P[x, t]
+                    FN[nf, t] = N[x, t]
+                nf += 1
+                R = _remove_orbit(P, N, R, x // 3, watch)
+                reductions += 1
+                changed = True
+                break
+            ox = x // 3
+            for y in range(R):
+                if y // 3 == ox:
+                    continue
+                s0 = K._match(P, N, x, y, 0, mod2)
+                s1 = K._match(P, N, x, y, 1, mod2)
+                if s0 == 0 and s1 == 0:
+                    continue
+                s2 = K._match(P, N, x, y, 2, mod2)
+                eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
+                if eq < 2:
+                    continue
+                if eq == 3:
+                    if mod2 or s0 * s1 * s2 < 0:  # x + y == 0: both orbits cancel
+                        oy = y // 3
+                        hi, lo = (ox, oy) if ox > oy else (oy, ox)
+                        R = _remove_orbit(P, N, R, hi, watch)
+                        R = _remove_orbit(P, N, R, lo, watch)
+                        reductions += 2
+                        changed = True
+                        break
+                    continue
+                d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
+                sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
+                ok, np_, nn_ = K._add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
+                if not ok:
+                    continue
+                P[x, d] = np_
+                N[x, d] = nn_
+                R = _remove_orbit(P, N, R, y // 3, watch)
+                x = watch[w]  # x's orbit may have moved into y's rows
+                _regen(P, N, x, table)
+                reductions += 1
+                changed = True
+                break
+            if changed:
+                break
+    return R, nf, reductions
+
+
+@njit(cache=True)
+def _sym_flip(P, N, R, rng, mod2):
+    """A flip of term r with a term s of another orbit; returns (r, s) or (−1, −1)."""
+    r = K._below(rng, R)
+    orb = r // 3
+    count = 0
+    for q in range(R):
+        if q // 3 == orb:
+            continue
+        for tt in range(3):
+            if K._match(P, N, r, q, tt, mod2) != 0:
+                count += 1
+    if count == 0:
+        return -1, -1
+    k = K._below(rng, count)
+    s = -1
+    t = -1
+    sig = 0
+    for q in range(R):
+        if q // 3 == orb:
+            continue
+        for tt in range(3):
+            e = K._match(P, N, r, q, tt, mod2)
+            if e != 0:
+                if k == 0:
+                    s = q
+                    t = tt
+                    sig = e
+                k -= 1
+        if s >= 0:
+            break
+    bits = K._below(rng, 4)
+    u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3
+    v = 3 - t - u
+    eps = 1 if (bits & 2) == 0 else -1
+    for attempt in range(2):
+        ok1, yp, yn = K._add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
+        ok2, zp, zn = K._add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
+        if ok1 and ok2:
+            P[r, u] = yp
+            N[r, u] = yn
+            P[s, v] = zp
+            N[s, v] = zn
+            return r, s
+        if mod2:
+            break
+        eps = -eps
+    return -1, -1
+
+
+@njit(cache=True)
+def _sym_plus(P, N, R, rng, mod2, tries, table):
+    """A plus transition on terms of two orbits; the new term starts orbit R // 3. Returns (R, r, s, new)."""
+    for _ in range(tries):
+        r = K._below(rng, R)
+        s = K._below(rng, R)
+        if r // 3 == s // 3:
+            continue
+        a = K._below(rng, 3)
+        b = (a + 1 + K._below(rng, 2)) % 3
+        c = 3 - a - b
+        ok1, p1, n1 = K._add(P[r, a], N[r, a], P[s, a], N[s, a], -1, mod2)
+        ok2, p2, n2 = K._add(P[r, b], N[r, b], P[s, b], N[s, b], -1, mod2)
+        ok3, p3, n3 = K._add(P[r, c], N[r, c], P[s, c], N[s, c], 1, mod2)
+        if not (ok1 and ok2 and ok3):
+            continue
+        if (p1 == _ZERO and n1 == _ZERO) or (p2 == _ZERO and n2 == _ZERO) or (p3 == _ZERO and n3 == _ZERO):
+            continue
+        # x⊗y⊗z + x'⊗y'⊗z' = (x − x')⊗y⊗z + x'⊗(y − y')⊗z + x'⊗y'⊗(z + z')   (slots a, b, c)
+        P[R, a] = P[s, a]
+        N[R, a] = N[s, a]
+        P[R, b] = p2
+        N[R, b] = n2
+        P[R, c] = P[r, c]
+        N[R, c] = N[r, c]
+        P[r, a] = p1
+        N[r, a] = n1
+        P[s, c] = p3
+        N[s, c] = n3
+        _regen(P, N, r, table)
+        _regen(P, N, s, table)
+        _regen(P, N, R, table)
+        return R + 3, r, s, R
+    return R, -1, -1, -1
+
+
+@njit(cache=True)
+def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_rank, rng, out, table):
+    """``kernel.walk`` on the orbit part (R = 3·orbits rows); ``nfix[0]`` fixed terms in FP/FN.
+
+    ``stop_rank`` and ``max_rank`` count the whole scheme (orbit rows + fixed terms).
+    """
+    watch = np.empty(3, np.int64)
+    flips = 0
+    attempts = 0
+    reductions = 0
+    plus = 0
+    since = 0
+    misses = 0
+    nf = nfix[0]
+    while R + nf > stop_rank and flips < max_flips and R > 0:
+        attempts += 1
+        r, s = _sym_flip(P, N, R, rng, mod2)
+        if r < 0:
+            misses += 1
+            if misses > 4 * R + 16:
+                if R + nf + 3 <= max_rank:
+                    R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, 64, table)
+                    if R2 > R:
+                        plus += 1
+                        watch[0] = r
+                        watch[1] = s
+                        watch[2] = nw
+                        R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table)
+                        reductions += red
+                        misses = 0
+                        continue
+                break
+            continue
+        misses = 0
+        _regen(P, N, r, table)
+        _regen(P, N, s, table)
+        flips += 1
+        since += 1
+        watch[0] = r
+        watch[1] = s
+        watch[2] = -1
+        R2, nf, red = _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table)
+        if red > 0:
+            reductions += red
+            since = 0
+        R = R2
+        if since >= plateau and R + nf + 3 <= max_rank:
+            R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, 16, table)
+            if R2 > R:
+                plus += 1
+                watch[0] = r
+                watch[1] = s
+                watch[2] = nw
+                R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table)
+                reductions += red
+            since = 0
+    nfix[0] = nf
+    out[K.OUT_RANK] = R + nf
+    out[K.OUT_FLIPS] = flips
+    out[K.OUT_REDUCTIONS] = reductions
+    out[K.OUT_PLUS] = plus
+    out[K.OUT_ATTEMPTS] = attempts
+    return R
+
+
+# ---------------------------------------------------------------------------------------------
+# Python side: the invariant naive start, invariance checks, decode, and the walker
+
+
+def _bit(n: int, i: int, j: int) -> np.uint64:
+    return np.uint64(1) << np.uint64(i * n + j)
+
+
+@dataclass
+class SymmetricState:
+    """An invariant scheme in walk form: orbit rows (P, N)[:R] and fixed terms (FP, FN)[:nf]."""
+
+    n: int
+    P: np.ndarray
+    N: np.ndarray
+    R: int
+    FP: np.ndarray
+    FN: np.ndarray
+    nf: int
+
+    @property
+    def rank(self) -> int:
+        return self.R + self.nf
+
+    def copy(self) -> "SymmetricState":
+        return SymmetricState(self.n, self.P.copy(), self.N.copy(), self.R, self.FP.copy(), self.FN.copy(), self.nf)
+
+
+def naive_state(n: int, field: str, capacity: int | None = None) -> SymmetricState:
+    """The naive <n,n,n> algorithm as orbits (i, j, k) → (k, i, j) and the n fixed terms (i, i, i)."""
+    if field not in FIELDS:
+        raise FactorizationError(f"walk field must be one of {FIELDS}, got {field!r}")
+    if n * n > 64:
+        raise FactorizationError(f"<{n},{n},{n}>: a factor has more than 64 entries; the bitmask walk holds 64")
+    cap = max(capacity or 0, n ** 3 + 30)
+    cap += (-cap) % 3
+    P = np.zeros((cap, 3), np.uint64)
+    N = np.zeros((cap, 3), np.uint64)
+    FP = np.zeros((cap, 3), np.uint64)
+    FN = np.zeros((cap, 3), np.uint64)
+    table = transpose_table(n)
+    seen = set()
+    R = 0
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                if (i, j, k) in seen or i == j == k:
+                    continue
+                seen.update({(i, j, k), (k, i, j), (j, k, i)})
+                P[R] = (_bit(n, i, j), _bit(n, j, k), _bit(n, i, k))
+                _regen(P, N, R, table)
+                R += 3
+    nf = 0
+    for i in range(n):
+        FP[nf] = (_bit(n, i, i), _bit(n, i, i), _bit(n, i, i))
+        nf += 1
+    return SymmetricState(n, P, N, R, FP, FN, nf)
+
+
+def split_fixed(st: SymmetricState, idx: int, j: int, field: str) -> SymmetricState:
+    """Split fixed term ``idx`` = (x, x, xᵀ), x = E_ii, with x = x1 + x2, x1 = E_ii + E_ij, x2 = −E_ij.
+
+    Multilinearity gives (x, x, xᵀ) = Σ over (p, q, r) ∈ {x1, x2}³ of (p, q, rᵀ): the two terms
+    with p = q = r are fixed, and (x1, x1, x2ᵀ), (x2, x1, x1ᵀ), (x1, x2, x1ᵀ) form one orbit
+    (σ shifts (p, q, r) cyclically), as do the three with two x2: rank + 7, fixed terms + 1.
+    The walk never moves fixed terms, so a scheme's rank stays ≡ (fixed terms) mod 3 (up to
+    Z2 collapses); a split makes ranks of the other residue reachable (<5,5,5>: 5 fixed terms
+    from naive give ranks ≡ 2 mod 3, one split gives 6 and ranks ≡ 0, like 93).
+    """
+    n = st.n
+    st = st.copy()
+    x = st.FP[idx, 0] | st.FN[idx, 0]
+    i = int(x).bit_length() - 1
+    i //= n + 1  # E_ii sits at bit i·n + i
+    if st.FP[idx, 0] != _bit(n, i, i) or st.FN[idx, 0] != 0 or j == i:
+        raise FactorizationError("split_fixed expects a naive fixed term (E_ii, E_ii, E_ii) and j != i")
+    e_ii, e_ij, e_ji = _bit(n, i, i), _bit(n, i, j), _bit(n, j, i)
+    z2 = field == "Z2"
+    # signed vectors as (P, N): x1 = E_ii + E_ij, x2 = −E_ij (Z) or E_ij (Z2); transposes swap i, j
+    x1 = (e_ii | e_ij, _ZERO)
+    x1t = (e_ii | e_ji, _ZERO)
+    x2 = (e_ij, _ZERO) if z2 else (_ZERO, e_ij)
+    x2t = (e_ji, _ZERO) if z2 else (_ZERO, e_ji)
+    st.FP[idx], st.FN[idx] = (x1[0], x1[0], x1t[0]), (x1[1], x1[1], x1t[1])
+    st.FP[st.nf], st.FN[st.nf] = (x2[0], x2[0], x2t[0]), (x2[1], x2[1], x2t[1])
+    st.nf += 1
+    table = transpose_table(n)
+    for a, b, c in ((x1, x1, x2t), (x2, x2, x1t)):
+        st.P[st.R] = (a[0], b[0], c[0])
+        st.N[st.R] = (a[1], b[1], c[1])
+        _regen(st.P, st.N, st.R, table)
+        st.R += 3
+    return st
+
+
+def to_factorization(st: SymmetricState, field: str, name: str = "", provenance: Provenance | None = None) -> Factorization:
+    from search.flips.encoding import decode
+    n = st.n
+    P = np.concatenate([st.P[:st.R], st.FP[:st.nf]])
+    Nn = np.concatenate([st.N[:st.R], st.FN[:st.nf]])
+    return decode(P, Nn, st.R + st.nf, (n, n, n), field, name, provenance)
+
+
+def sigma(f: Factorization) -> Factorization:
+    """σ applied to every term: (U, V, W) → (Wᵀ, U, Vᵀ) column by column (<n,n,n> only)."""
+    n = f.shape[0]
+    if f.shape != (n, n, n):
+        raise FactorizationError(f"σ is defined for square shapes, not {f.shape_str}")
+    perm = np.array([(a % n) * n + a // n for a in range(n * n)])  # row of the transposed entry
+    return f.replace(U=np.asarray(f.W)[perm], V=np.asarray(f.U), W=np.asarray(f.V)[perm])
+
+
+def is_invariant(f: Factorization) -> bool:
+    """The multiset of terms equals that of its σ-image (the scheme is Z3-invariant)."""
+    def terms(g):
+        A = [np.asarray(M) for M in (g.U, g.V, g.W)]
+        if g.field == "Z2":
+            A = [np.mod(M, 2) for M in A]
+        return sorted(tuple(np.concatenate([M[:, r] for M in A]).tolist()) for r in range(g.rank))
+    return terms(f) == terms(sigma(f))
+
+
+@dataclass(frozen=True)
+class SymmetricConfig:
+    field: str = "Z2"
+    target_rank: int | None = None
+    budget_s: float = 60.0
+    max_flips: int | None = None
+    path_length: int = 1_000_000
+    plateau: int = 50_000
+    plateau_min: int | None = 5_000
+    max_plus: int = 6  # plus transitions may go this far above the lineage's best rank (2 orbits)
+    reset_flips: int | None = 20_000_000
+    splits: int | None = None  # fixed terms split at the start (None: as the target rank's residue mod 3 needs)
+    pool_size: int = 100
+    chunk: int = 200_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.field not in FIELDS:
+            raise ValueError(f"field must be one of {FIELDS}, got {self.field!r}")
+
+
+@dataclass
+class SymmetricResult:
+    best: Factorization
+    flips: int
+    seconds: float
+    history: list[tuple[float, int]] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+
+
+def symmetric_walk_search(n: int, config: SymmetricConfig,
+                          on_best: Callable[[float, Factorization], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None,
+                          provenance: Provenance | None = None) -> SymmetricResult:
+    """Walk the symmetric flip graph of <n,n,n> from the naive algorithm (lineages, pools, plus
+    transitions as in ``walker.walk_search``); every reported scheme is verified exactly and
+    checked to be invariant."""
+    cfg = config
+    mod2 = cfg.field == "Z2"
+    table = transpose_table(n)
+    st0 = naive_state(n, cfg.field, capacity=n ** 3 + 3 * cfg.max_plus + 60)
+    splits = cfg.splits
+    if splits is None:
+        splits = (cfg.target_rank - n) % 3 if cfg.target_rank else 0
+    for q in range(splits):
+        st0 = split_fixed(st0, q % n, (q % n + 1 + q // n) % n, cfg.field)
+    rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 1)], np.uint64)
+    out = np.zeros(5, np.int64)
+    nfix = np.zeros(1, np.int64)
+    pick = np.random.default_rng(cfg.seed)
+    base = provenance or Provenance()
+    cur = st0.copy()
+    best = to_factorization(cur, cfg.field, f"naive-{n}x{n}x{n}" + (f"-split{splits}" if splits else ""), base)
+    best_rank = lineage_rank = cur.rank
+    lineage_flips = 0
+    starts = [st0.copy()]
+    pool = [cur.copy()]
+    t0 = time.perf_counter()
+    c0 = time.thread_time()
+    flips = 0
+    history = [(0.0, cur.rank)]
+    target = cfg.target_rank or 0
+
+    def done() -> bool:
+        return (best_rank <= target or time.perf_counter() - t0 >= cfg.budget_s
+                or (cfg.max_flips is not None and flips >= cfg.max_flips)
+                or (should_stop is not None and should_stop()))
+
+    while not done():
+        path = 0
+        plateau = cfg.plateau if cfg.plateau_min is None else int(pick.integers(cfg.plateau_min, cfg.plateau + 1))
+        while path < cfg.path_length and not done():
+            k = min(cfg.chunk, cfg.path_length - path)
+            if cfg.max_flips is not None:
+                k = min(k, cfg.max_flips - flips)
+            nfix[0] = cur.nf
+            cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, nfix, mod2, lineage_rank - 1, k, plateau,
+                             lineage_rank + cfg.max_plus, rng, out, table)
+            cur.nf = int(nfix[0])
+            path += int(out[K.OUT_FLIPS])
+            flips += int(out[K.OUT_FLIPS])
+            lineage_flips += int(out[K.OUT_FLIPS])
+            if cur.rank < lineage_rank or out[K.OUT_FLIPS] < k:
+                break
+            if cur.rank == lineage_rank:
+                if len(pool) < cfg.pool_size:
+                    pool.append(cur.copy())
+                else:
+                    pool[int(pick.integers(len(pool)))] = cur.copy()
+        if cur.rank < lineage_rank:
+            lineage_rank = cur.rank
+            lineage_flips = 0
+            pool = [cur.copy()]
+            if cur.rank < best_rank:
+                t = time.perf_counter() - t0
+                f = to_factorization(cur, cfg.field, f"flips-sym-{n}x{n}x{n}-r{cur.rank}" + ("-mod2" if mod2 else ""), base)
+                res = f.verify()
+                if not res or not is_invariant(f):
+                    raise FactorizationError(f"symmetric walk produced a bad scheme: {res.describe()}, "
+                                             f"invariant={is_invariant(f)}")
+                best_rank, best = cur.rank, f
+                starts.append(cur.copy())
+                if len(starts) > 9:
+                    del starts[1]
+                history.append((t, cur.rank))
+                if on_best is not None:
+                    on_best(t, f)
+            continue
+        if cfg.reset_flips is not None and lineage_flips >= cfg.reset_flips:
+            cur = starts[int(pick.integers(len(starts)))].copy()
+            lineage_rank = cur.rank
+            lineage_flips = 0
+            pool = [cur.copy()]
+            continue
+        if out[K.OUT_FLIPS] == 0 and path == 0 and len(pool) == 1:
+            break
+        cur = pool[int(pick.integers(len(pool)))].copy()
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0)
