@@ -87,6 +87,10 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=None,
                    help="objective walk: start temperature in proxy units (additions before CSE)")
     g.add_argument("--final-temperature", type=float, default=None)
+    g.add_argument("--symmetric", action="store_true",
+                   help="<n,n,n> only: walk the symmetric flip graph (Z3-invariant schemes, orbit by orbit) from naive")
+    g.add_argument("--splits", type=int, default=None,
+                   help="--symmetric: fixed terms to split at the start (default: as the target's residue mod 3 needs)")
     g.add_argument("--log", default=None, help="append one JSON line per event to this file")
     g.add_argument("--no-progress", action="store_true")
 
@@ -239,8 +243,11 @@ def run_flips(args: argparse.Namespace) -> int:
         if target is None or start.rank > target or reward is None:
             # with an objective, spend at most half the budget on reaching the rank
             rank_cfg = replace(cfg, budget_s=budget / 2) if reward is not None else cfg
-            results = run_walkers(start, rank_cfg, args.workers, use_ray=args.ray, provenance=prov,
-                                  on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
+            if args.symmetric:
+                results = [_symmetric(shape, rank_cfg, args, prov, rep)]
+            else:
+                results = run_walkers(start, rank_cfg, args.workers, use_ray=args.ray, provenance=prov,
+                                      on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
             best = min((r.best for r in results), key=lambda f: f.rank)
         flips = sum(r.flips for r in results)
         walk_s = max((r.seconds for r in results), default=0.0)
@@ -296,6 +303,25 @@ def run_flips(args: argparse.Namespace) -> int:
         path, k = _append(args.out, named)
         print(f"appended {k} verified scheme(s) to {path}", flush=True)
     return 0 if target is None or best.rank <= target else 1
+
+
+def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
+    """One symmetric walker (search.flips.symmetric) from the naive <n,n,n>, as a WalkResult."""
+    from search.flips.symmetric import SymmetricConfig, symmetric_walk_search
+    from search.flips.walker import WalkResult
+    n = shape[0]
+    if shape != (n, n, n) or args.start != "naive":
+        raise SystemExit("--symmetric walks square shapes <n,n,n> from the naive algorithm (no --start)")
+    if args.workers != 1 or args.ray:
+        raise SystemExit("--symmetric runs one walker (run several commands with different --seed)")
+    scfg = SymmetricConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s,
+                           max_flips=cfg.max_flips, path_length=cfg.path_length, plateau=cfg.plateau,
+                           plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, reset_flips=cfg.reset_flips,
+                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed)
+    method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk")
+    res = symmetric_walk_search(n, scfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
+                                provenance=replace(prov, method=method))
+    return WalkResult(res.best, res.flips, res.seconds, res.history, 0, 0, res.cpu_seconds)
 
 
 def _ternary_walk(best: Factorization, budget: float, seed: int):

@@ -70,3 +70,22 @@ def test_rl_dispatch_calls_the_agent(monkeypatch):
 def test_bad_start_is_a_clear_error():
     with pytest.raises(SystemExit, match="not a file"):
         main(["--shape", "2,2,2", "--start", "no-such-scheme", "--budget", "1s", "--no-progress"])
+
+
+def test_flips_cli_symmetric_and_ternary_lift(tmp_path, capsys):
+    from search.flips.symmetric import is_invariant
+    out = tmp_path / "sym.npz"
+    rc = main(["--shape", "3,3,3", "--symmetric", "--splits", "0", "--target-rank", "24", "--budget", "60s",
+               "--max-flips", "3000000", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    (f,) = load(out)
+    assert f.rank == 24 and f.verify() and is_invariant(f) and "symmetric" in f.provenance.method
+    # mod 2, then signs: the CLI reports a ternary lift or why there is none, and never saves an invalid scheme
+    out2 = tmp_path / "t.npz"
+    main(["--shape", "2,2,2", "--field", "Z2", "--target-rank", "7", "--budget", "20s", "--max-flips", "3000000",
+          "--lift", "ternary", "--out", str(out2), "--no-progress"])
+    assert '"lift":' in capsys.readouterr().out
+    for g in load(out2):
+        assert g.verify()
+    with pytest.raises(SystemExit):
+        main(["--shape", "2,3,4", "--symmetric", "--budget", "1s", "--no-progress"])
