@@ -64,3 +64,29 @@ def test_time_to_rank_from_naive(benchmark, shape, target, field):
                                 flips=r.flips)
     assert r.best.rank <= target and r.best.verify()
     assert r.seconds < 60
+
+
+@pytest.mark.parametrize("field", ["Z", "Z2"])
+@pytest.mark.parametrize("n", [4, 5])
+def test_symmetric_flip_rate(benchmark, n, field):
+    """Orbit flips per CPU second of the symmetric walk (each flip also rewrites 4 images and
+    transposes 4 factors, so it costs more than a plain flip; no target asserted)."""
+    from search.flips.symmetric import naive_state, sym_walk, transpose_table
+    table = transpose_table(n)
+    s0 = naive_state(n, field, capacity=n ** 3 + 60)
+    out = np.zeros(5, np.int64)
+    nfix = np.array([s0.nf])
+    s0.R = sym_walk(s0.P, s0.N, s0.R, s0.FP, s0.FN, nfix, field == "Z2", 0, 200_000, 1 << 62, s0.rank, np.array([7], np.uint64), out, table)
+    s0.nf = int(nfix[0])
+    stats = {"flips": 0, "cpu": 0.0}
+
+    def run():
+        s = s0.copy()
+        nf = np.array([s.nf])
+        c = time.thread_time()
+        sym_walk(s.P, s.N, s.R, s.FP, s.FN, nf, field == "Z2", 0, FLIPS, 1 << 62, s.rank, np.array([11], np.uint64), out, table)
+        stats["cpu"] += time.thread_time() - c
+        stats["flips"] += int(out[K.OUT_FLIPS])
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.extra_info.update(flips_per_cpu_s=round(stats["flips"] / stats["cpu"]), n=n, field=field, rank=s0.rank)
