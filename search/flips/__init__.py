@@ -5,6 +5,7 @@
 - ``walker``: one walker with pools and restarts (``walk_search``, ``WalkConfig``).
 - ``parallel``: many walkers in processes (or Ray actors with ``--ray``).
 - ``objective``: rank-preserving walks that optimise a reward plugin (e.g. additions after CSE).
+- ``symmetric``: the Z3-invariant flip graph of <n,n,n> (orbit by orbit; Moosbauer & Poole 2025).
 """
 
 from search.flips.encoding import decode, encode
