@@ -57,11 +57,12 @@ def table(rows: list[dict], base: RunConfig) -> str:
     coeffs = ",".join(map(str, sorted(base.game.coefficients)))
     head = (f"<{n},{m},{p}> over {base.game.field}, coefficients {{{coeffs}}}, step limit "
             f"{base.game.steps}, {base.budget_s:.0f} s per configuration, seed {base.seed}, workers {base.workers}")
-    lines = [head, "", "| configuration | best rank found | best game return | games (solved) | train steps |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [head, "", "| configuration | best rank found | first found at (s) | best game return | games (solved) "
+             "| train steps |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        first = ", ".join(f"r{k}: {v}" for k, v in sorted(r.get("first_found_s", {}).items(), key=lambda kv: int(kv[0])))
         lines.append(f"| {r['configuration']} | {r['best_rank'] if r['best_rank'] is not None else '—'} | "
-                     f"{r['best_return']} | {r['games']} ({r['solved_games']}) | {r['train_steps']} |")
+                     f"{first or '—'} | {r['best_return']} | {r['games']} ({r['solved_games']}) | {r['train_steps']} |")
     return "\n".join(lines)
 
 
@@ -79,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--simulations", type=int, default=MCTSConfig.simulations)
+    ap.add_argument("--samples", type=int, default=MCTSConfig.samples)
+    ap.add_argument("--sample-temperature", type=float, default=MCTSConfig.sample_temperature)
+    ap.add_argument("--rollouts", action="store_true")
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank)
     ap.add_argument("--only", default="", help="comma-separated switches (full, synthetic, self_play, ...)")
     ap.add_argument("--out-dir", default="runs/ablation")
     a = ap.parse_args(argv)
@@ -88,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         game=GameConfig(shape=parse_shape(a.shape), field=field, max_steps=a.max_steps,
                         coefficients=tuple(int(x) for x in a.coefficients.split(",")) if field == "Z" else (0, 1)),
         net=replace(NetConfig(), d_model=a.d_model, policy_layers=a.policy_layers),
-        mcts=replace(MCTSConfig(), simulations=a.simulations),
-        train=replace(TrainConfig(), batch_size=a.batch_size, warmup_steps=a.warmup_steps),
+        mcts=replace(MCTSConfig(), simulations=a.simulations, samples=a.samples,
+                     sample_temperature=a.sample_temperature, rollouts=a.rollouts),
+        train=replace(TrainConfig(), batch_size=a.batch_size, warmup_steps=a.warmup_steps, lr=a.lr,
+                      demo_min_rank=a.demo_min_rank),
         seed=a.seed, budget_s=parse_budget(a.budget), workers=a.workers)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,28 @@ def test_reward_plugin_adds_lambda_times_bonus_to_a_solved_game():
     assert rec.total_reward == -7.0 + 0.5 * b  # AlphaTensor's r' = r + λ·b
     assert rec.samples[0].value == rec.total_reward
     assert rec.factorization.provenance.method == "rl"
+
+
+class RolloutOnlyNet:
+    """Searches offer Strassen's first product (and junk) at the start, then only junk; a one-sample
+    request (a rollout) gets Strassen's next product: only a rollout can finish the game."""
+
+    JUNK = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0])  # a11·b11 → c12: not a Strassen product
+
+    def evaluate(self, residual, history, step, k, temperature=1.0, generator=None):
+        if k == 1:
+            return COLUMNS[step][None], -float(7 - step)
+        return np.stack([COLUMNS[0] if step == 0 else self.JUNK, self.JUNK] * (k // 2)), -float(7 - step)
+
+
+def test_a_solving_rollout_is_played_out_as_a_verified_game():
+    cfg = RunConfig(game=GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), max_steps=7),
+                    mcts=MCTSConfig(simulations=4, samples=2, rollouts=True),
+                    train=TrainConfig(change_of_basis=False))
+    rec = play_game(RolloutOnlyNet(), cfg, np.random.default_rng(0))
+    assert rec.solved and rec.rank == 7 and rec.factorization.verify()
+    assert rec.total_reward == -7.0
+    assert [s.value for s in rec.samples] == [-7.0 + k for k in range(7)]
+    # Without rollouts the same searches only see the junk action and cannot solve it.
+    plain = RunConfig(**{**cfg.__dict__, "mcts": MCTSConfig(simulations=4, samples=2)})
+    assert not play_game(RolloutOnlyNet(), plain, np.random.default_rng(0)).solved

@@ -56,6 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=TrainConfig.lr)
     g.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
                    help="supervised steps on synthetic demonstrations before self-play")
+    g.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank,
+                   help="fewest terms of a synthetic demonstration (ranks around the target's)")
+    g.add_argument("--rollouts", action="store_true",
+                   help="evaluate MCTS leaves by a policy rollout mixed with the value head (a solving rollout is played)")
+    g.add_argument("--sample-temperature", type=float, default=MCTSConfig.sample_temperature,
+                   help="temperature of the policy's action samples in the search")
+    g.add_argument("--root-noise", type=float, default=MCTSConfig.root_noise, help="Dirichlet noise fraction at the root")
+    g.add_argument("--temperature-moves", type=int, default=MCTSConfig.temperature_moves,
+                   help="moves sampled in proportion to visits before the most visited is taken")
     g.add_argument("--reward-lambda", type=float, default=1.0, help="λ in r' = r + λ·b for a non-rank reward b")
     g.add_argument("--ray-address", default="", help="Ray cluster address (default: ray.init locally)")
     g.add_argument("--run-dir", default="", help="checkpoints and metrics (default runs/rl-<shape>-s<seed>)")
@@ -76,11 +85,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                   torso_layers=getattr(args, "torso_layers", NetConfig.torso_layers),
                   policy_layers=getattr(args, "policy_layers", NetConfig.policy_layers))
     mcts = replace(MCTSConfig(), simulations=getattr(args, "simulations", MCTSConfig.simulations),
-                   samples=getattr(args, "samples", MCTSConfig.samples))
+                   samples=getattr(args, "samples", MCTSConfig.samples),
+                   root_noise=getattr(args, "root_noise", MCTSConfig.root_noise),
+                   rollouts=bool(getattr(args, "rollouts", False)),
+                   sample_temperature=getattr(args, "sample_temperature", MCTSConfig.sample_temperature),
+                   temperature_moves=getattr(args, "temperature_moves", MCTSConfig.temperature_moves))
     off = {sw: False for sw in ABLATION_SWITCHES if getattr(args, f"no_{sw}", False)}
     train = replace(TrainConfig(), batch_size=getattr(args, "batch_size", TrainConfig.batch_size),
                     lr=getattr(args, "lr", TrainConfig.lr),
-                    warmup_steps=getattr(args, "warmup_steps", TrainConfig.warmup_steps), **off)
+                    warmup_steps=getattr(args, "warmup_steps", TrainConfig.warmup_steps),
+                    demo_min_rank=getattr(args, "demo_min_rank", TrainConfig.demo_min_rank), **off)
     seed = int(getattr(args, "seed", 0) or 0)
     run_dir = getattr(args, "run_dir", "") or f"runs/rl-{'x'.join(map(str, shape))}-s{seed}"
     return RunConfig(game=game, net=net, mcts=mcts, train=train, seed=seed,

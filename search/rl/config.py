@@ -60,6 +60,11 @@ class MCTSConfig:
     reuse_tree: bool = True
     temperature_moves: int = 3  # sample moves ∝ visits for the first few, then take the most visited
     sample_temperature: float = 1.0
+    # Leaf evaluation by a policy rollout mixed with the value head (AlphaGo: weight 0.5). A rollout
+    # that finishes the game is a solution found by the search; with stop_on_solution the game plays it.
+    rollouts: bool = False
+    rollout_weight: float = 0.5
+    stop_on_solution: bool = True
     root_noise: float = 0.25  # fraction of Dirichlet noise in the root's prior (AlphaZero: 0.25)
     dirichlet_alpha: float = 0.3
 
@@ -82,6 +87,7 @@ class TrainConfig:
     buffer_size: int = 20000
     basis_probability: float = 0.5  # games in a random basis (when change_of_basis)
     demo_max_rank: int = 0  # 0: the game's step limit
+    demo_min_rank: int = 1
     demo_zero_probability: float = 0.55  # of a coefficient in a synthetic factor
     demo_all_targets: bool = True  # a demo position's policy target: all remaining terms (False: the next one)
     train_steps_per_game: int = 8

@@ -63,9 +63,20 @@ def trajectory_samples(cfg: GameConfig, start: np.ndarray, actions: list[np.ndar
     return out
 
 
+def demo_rank(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> int:
+    """The number of terms of a synthetic demonstration: uniform in [demo_min_rank, demo_max_rank].
+
+    The positions of a demo then cover every remaining rank up to R; a minimum near the target's
+    rank (AlphaTensor: ranks around the target's) puts more of them where the game starts.
+    """
+    hi = tcfg.demo_max_rank or cfg.steps
+    lo = min(max(1, tcfg.demo_min_rank), hi)
+    return int(rng.integers(lo, hi + 1))
+
+
 def synthetic_demo(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> list[Sample]:
     """A random factorization → its target tensor → the positions of decomposing it."""
-    R = int(rng.integers(1, (tcfg.demo_max_rank or cfg.steps) + 1))
+    R = demo_rank(cfg, tcfg, rng)
     acts = list(random_actions(cfg, rng, tcfg.demo_zero_probability, R))
     t = np.einsum("ir,jr,kr->ijk", *split(np.stack(acts).T, cfg.dims))
     if cfg.field == "Z2":
@@ -75,7 +86,7 @@ def synthetic_demo(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator)
 
 def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> Sample:
     """One position of a fresh synthetic demonstration (what a training batch draws)."""
-    R = int(rng.integers(1, (tcfg.demo_max_rank or cfg.steps) + 1))
+    R = demo_rank(cfg, tcfg, rng)
     acts = random_actions(cfg, rng, tcfg.demo_zero_probability, R)
     k = int(rng.integers(R))
     u, v, w = split(acts[k:].T, cfg.dims)

@@ -50,6 +50,7 @@ class MCTS:
         self.table: dict[bytes, Node] = {}
         self.qmin, self.qmax = math.inf, -math.inf
         self.rng = rng  # for the root's Dirichlet noise (none without a generator)
+        self.solution: list[np.ndarray] | None = None  # the actions of a rollout that solved the game
         self._root: Node | None = None
         self._root_prior = np.zeros(0)
 
@@ -107,12 +108,32 @@ class MCTS:
                 node.R[i] = g.step(node.actions[i])
                 child = node.children[i] = self.node(g)
             node = child
-        v = 0.0 if node.terminal else (self.expand(node) if not node.expanded else node.value)
+        if node.terminal:
+            v = 0.0
+        else:
+            v = self.expand(node) if not node.expanded else node.value
+            if self.cfg.rollouts and node.actions:
+                v = (1 - self.cfg.rollout_weight) * v + self.cfg.rollout_weight * self.rollout(node.game)
         for parent, i in reversed(path):
             v = parent.R[i] + v
             parent.N[i] += 1
             parent.W[i] += v
             self.qmin, self.qmax = min(self.qmin, v), max(self.qmax, v)
+
+    def rollout(self, game: TensorGame) -> float:
+        """AlphaGo's leaf evaluation: play on with one policy sample per move; its return.
+
+        The return is exact (the game's own rewards and terminal penalty), so it corrects a value
+        head that cannot yet tell a rank-6 residual from a rank-7 one. A rollout that solves the
+        game is kept in ``solution``: the caller plays it out (it is a verified factorization).
+        """
+        g = game.clone()
+        while not g.done:
+            acts, _ = self.evaluate(g, 1)
+            g.step(acts[0])
+        if g.solved and (self.solution is None or len(g.actions) < len(self.solution)):
+            self.solution = list(g.actions)
+        return g.total_reward - game.total_reward
 
     def search(self, root: Node, simulations: int | None = None) -> Node:
         if not root.expanded and not root.terminal:
@@ -124,6 +145,8 @@ class MCTS:
             self._root_prior = (1 - self.cfg.root_noise) * root.prior + self.cfg.root_noise * noise
         for _ in range(simulations or self.cfg.simulations):
             self.simulate(root)
+            if self.solution is not None and len(self.solution) <= root.game.cfg.steps and self.cfg.stop_on_solution:
+                break
         return root
 
     def policy(self, root: Node) -> tuple[list[np.ndarray], np.ndarray]:

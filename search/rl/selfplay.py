@@ -10,7 +10,7 @@ import torch
 from compiler.factors import Factorization
 from search.rl.config import RunConfig
 from search.rl.data import Sample
-from search.rl.game import TensorGame, random_basis
+from search.rl.game import TensorGame, canonicalize, random_basis
 from search.rl.mcts import MCTS
 from search.rl.network import AlphaTensorNet
 
@@ -55,6 +55,13 @@ def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, rew
     positions, rewards = [], []
     while not game.done:
         mcts.search(root)
+        if mcts.solution is not None and cfg.mcts.stop_on_solution:
+            # A rollout solved the game: play its remaining moves, each a demonstrated (weight-1) target.
+            for a in mcts.solution[game.steps:]:
+                positions.append(Sample(game.residual.astype(np.int8), list(game.actions), game.steps,
+                                        canonicalize(a, game.dims, game.cfg.field)[None], np.ones(1), 0.0))
+                rewards.append(game.step(a))
+            break
         if not root.actions:  # the policy proposed only null actions: end the game unsolved
             break
         acts, probs = mcts.policy(root)
