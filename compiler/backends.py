@@ -91,4 +91,4 @@ def _torch_callable(f: Factorization, levels: int = 1, **options) -> Callable:
 register_backend(Backend(
     "torch", "Python module of torch calls: BLAS/cuBLAS leaves (baddbmm), dynamic peeling, any device",
     _torch_emit, _torch_callable, devices=("cpu", "cuda"), dtypes=("float32", "float64", "float16", "bfloat16"),
-    options=("cutoff", "schedule", "cse", "restarts")))
+    options=("cutoff", "schedule", "cse", "restarts", "cse_effort")))

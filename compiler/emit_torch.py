@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jinja2
 
-from compiler.cse import DEFAULT_RESTARTS, cse_program
+from compiler.cse import DEFAULT_RESTARTS, cse_program, effort_of
 from compiler.factors import Factorization
 from compiler.ir import Program
 from compiler.lower import lower
@@ -46,6 +46,7 @@ class TorchConfig:
     schedule: str = "materialized"
     cse: bool = True
     restarts: int = DEFAULT_RESTARTS
+    cse_effort: str = "default"  # see compiler.cse.EFFORTS
 
     def __post_init__(self) -> None:
         if self.levels < 0:
@@ -54,6 +55,7 @@ class TorchConfig:
             raise ValueError(f"cutoff must be >= 0, got {self.cutoff}")
         if self.schedule not in KINDS:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(KINDS)}")
+        effort_of(self.cse_effort)  # raises on an unknown effort name
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,12 @@ def render_steps(schedule: Schedule) -> list[dict]:
 
 
 def prepare(f: Factorization, config: TorchConfig) -> tuple[Program, Program, Schedule]:
-    """(plain program, CSE'd program, schedule) for one level of ``f``."""
-    plain = lower(f)
-    prog = cse_program(plain, config.restarts) if config.cse else plain
+    """(plain program, CSE'd program, schedule) for one level of ``f``.
+
+    Verified exactly once: the CSE'd program (``cse_program`` checks that it computes A·B, which
+    also proves the lowering, whose products are ``f``'s columns), or the plain one without CSE."""
+    plain = lower(f, check=not config.cse)
+    prog = cse_program(plain, config.restarts, effort=config.cse_effort) if config.cse else plain
     return plain, prog, make_schedule(prog, config.schedule)
 
 

@@ -175,8 +175,9 @@ def materialized(program: Program) -> Schedule:
     value: dict[Node, tuple[Ref, Fraction]] = {}
     # last product that needs each a/b-side node (to free its slot after that product)
     last_use: dict[Node, int] = {}
-    for r, prod in enumerate(program.products):
-        for node in topo_order(prod.args):
+    deps = [topo_order(prod.args) for prod in program.products]  # computed once: reused to free slots
+    for r, nodes in enumerate(deps):
+        for node in nodes:
             last_use[node] = r
 
     def ensure(node: Node) -> tuple[Ref, Fraction]:
@@ -253,12 +254,11 @@ def materialized(program: Program) -> Schedule:
                 steps.append(Combine(buf(y), (Term(tmp, c),), y in started))
                 contributed(y)
             slots["c"].give(tmp)
-        for node in (prod.args[0], prod.args[1]):
-            for dep in topo_order([node]):
-                if last_use.get(dep) == r and dep in value and value[dep][0].space.startswith("w") \
-                        and _strip_scale(dep)[0] is dep:
-                    slots[dep.side].give(value[dep][0])
-                    last_use.pop(dep)
+        for dep in deps[r]:
+            if last_use.get(dep) == r and dep in value and value[dep][0].space.startswith("w") \
+                    and _strip_scale(dep)[0] is dep:
+                slots[dep.side].give(value[dep][0])
+                last_use.pop(dep)
     for o, rows in out_rows.items():  # identical output blocks: copy
         for row in rows[1:]:
             steps.append(Combine(Ref("c", row), (Term(Ref("c", rows[0]), Fraction(1)),), False))

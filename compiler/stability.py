@@ -19,22 +19,46 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import math
+
+import numpy as np
+
 from compiler.factors import Factorization
 
 
-def _col_norms(arr) -> list[Fraction]:
-    rows, R = arr.shape
-    return [sum((abs(Fraction(arr[k, r])) for k in range(rows)), Fraction(0)) for r in range(R)]
+def _scaled_abs(arr) -> tuple[np.ndarray, int]:
+    """``(|arr|·d, d)`` as an integer array (int64, or Python ints when large): exact.
+
+    Reads numerators and denominators directly (no ``Fraction`` hashing or arithmetic per entry:
+    ``scaled_integers`` took 0.5 s per factor matrix of <11,12,12;990>)."""
+    a = np.asarray(arr)
+    if a.dtype != object:
+        return np.abs(a.astype(np.int64)), 1
+    flat = a.ravel()
+    nz = np.flatnonzero(flat != 0)  # factor matrices are mostly zeros: convert the nonzeros only
+    vals = flat[nz].tolist()
+    d = math.lcm(*{int(v.denominator) for v in vals})
+    ints = [abs(int(v.numerator)) * (d // int(v.denominator)) for v in vals]
+    big = max(ints, default=0) >= 2**62
+    out = np.zeros(flat.shape, dtype=object if big else np.int64)
+    out[nz] = ints
+    return out.reshape(a.shape), d
 
 
 def stability_vector(f: Factorization) -> list[Fraction]:
-    """``e_q = Σ_r |W[q,r]| ‖U_r‖₁ ‖V_r‖₁`` for every output block q (row-major)."""
+    """``e_q = Σ_r |W[q,r]| ‖U_r‖₁ ‖V_r‖₁`` for every output block q (row-major).
+
+    Exact, and vectorised: the factors are scaled to integers (AlphaTensor's dyadic coefficients
+    become integers over one common denominator per matrix), summed with numpy, and divided once
+    (per-coefficient ``Fraction`` arithmetic took 1.5 s on <11,12,12;990>)."""
     f.require_real()
-    nu, nv = _col_norms(f.U), _col_norms(f.V)
-    weight = [nu[r] * nv[r] for r in range(f.rank)]
-    rows = f.W.shape[0]
-    return [sum((abs(Fraction(f.W[q, r])) * weight[r] for r in range(f.rank) if f.W[q, r] != 0), Fraction(0))
-            for q in range(rows)]
+    (U, du), (V, dv), (W, dw) = (_scaled_abs(x) for x in (f.U, f.V, f.W))
+    weight = U.sum(axis=0) * V.sum(axis=0)  # Σ|U| · Σ|V| per product, scaled by du·dv
+    if max(int(weight.max(initial=0)), 1) * max(int(W.max(initial=0)), 1) * f.rank >= 2**62:
+        weight, W = weight.astype(object), W.astype(object)  # exact Python ints past int64
+    e = W.dot(weight)
+    d = du * dv * dw
+    return [Fraction(int(x), d) for x in e.tolist()]
 
 
 def stability_factor(f: Factorization) -> Fraction:

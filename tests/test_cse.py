@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.cse import additions_after_cse, cse_program, eliminate
+from compiler.cse import Effort, additions_after_cse, cse_program, eliminate
 from compiler.library import library_algorithm
 from compiler.lower import lower
 
@@ -46,6 +46,13 @@ def test_alphatensor_3x3x3_rank23(alphatensor_real):
 
 def test_additions_after_cse_for_the_search_reward():
     assert additions_after_cse(library_algorithm("winograd")) == 15
+
+
+@pytest.mark.parametrize("effort", [Effort(work_budget=1, other_orientation=0, buckets_above=0), "high"])
+def test_every_effort_gives_an_exact_program(effort):
+    prog = lower(library_algorithm("4x4x4"))
+    out = cse_program(prog, effort=effort)  # verified exactly inside
+    assert out.additions().total < prog.additions().total
 
 
 def test_restarts_never_worse_than_plain_greedy():
@@ -89,10 +96,15 @@ coef = st.sampled_from([1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 8)])
 target = st.dictionaries(st.integers(0, 7), coef, min_size=1, max_size=6)
 
 
+# the restarted heap greedy (small systems), and the one-run bucket-queue greedy that the default
+# effort uses for large systems (forced here by a zero threshold)
+EFFORTS = [None, Effort(work_budget=1, other_orientation=0, buckets_above=0)]
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(target, min_size=1, max_size=12), st.integers(0, 3))
-def test_elimination_preserves_every_target(targets, seed):
-    res, leaves = eliminate(targets, restarts=3, seed=seed)
+@given(st.lists(target, min_size=1, max_size=12), st.integers(0, 3), st.sampled_from(EFFORTS))
+def test_elimination_preserves_every_target(targets, seed, effort):
+    res, leaves = eliminate(targets, restarts=3, seed=seed, effort=effort)
     assert _expand(res, leaves) == [{k: Fraction(v) for k, v in t.items()} for t in targets]
     naive = sum(len(t) - 1 for t in targets)
     assert res.additions <= naive
