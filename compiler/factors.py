@@ -135,10 +135,21 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _distinct_objects(flat: list) -> dict[int, object]:
+    # Keyed by identity, as in to_exact: hashing Fractions is slow (seconds on the largest
+    # AlphaTensor entries); ``flat`` keeps every object alive, so the ids stay unique.
+    seen: dict[int, object] = {}
+    for v in flat:
+        if id(v) not in seen:
+            seen[id(v)] = v
+    return seen
+
+
 def common_denominator(a: np.ndarray) -> int:
     if a.dtype != object:
         return 1
-    return math.lcm(*(Fraction(x).denominator for x in set(a.ravel().tolist()))) if a.size else 1
+    return math.lcm(*(Fraction(x).denominator for x in _distinct_objects(a.ravel().tolist()).values())) \
+        if a.size else 1
 
 
 def scaled_integers(a: np.ndarray) -> tuple[np.ndarray, int]:
@@ -147,9 +158,9 @@ def scaled_integers(a: np.ndarray) -> tuple[np.ndarray, int]:
     if d == 1 and a.dtype != object:
         return a, 1
     flat = a.ravel().tolist()
-    conv = {v: int(Fraction(v) * d) for v in set(flat)}
+    conv = {k: int(Fraction(v) * d) for k, v in _distinct_objects(flat).items()}
     big = max((abs(v) for v in conv.values()), default=0) >= 2**62
-    ints = np.array([conv[v] for v in flat], dtype=object if big else np.int64).reshape(a.shape)
+    ints = np.array([conv[id(v)] for v in flat], dtype=object if big else np.int64).reshape(a.shape)
     return ints, d
 
 
