@@ -254,7 +254,7 @@ def run_flips(args: argparse.Namespace) -> int:
         found = [best]
         value = None
         if reward is not None:
-            found, value = _optimise(best, reward, field, budget - (time.perf_counter() - t0), args, rep, prov)
+            found, value, evals = _optimise(best, reward, field, budget - (time.perf_counter() - t0), args, rep, prov)
     finally:
         rep.close()
     wall = time.perf_counter() - t0
@@ -270,6 +270,7 @@ def run_flips(args: argparse.Namespace) -> int:
                "seed": args.seed, "started": started}
     if value is not None:
         summary["objective_value"] = value
+        summary["objective_evaluations"] = evals  # reward (e.g. CSE) calls; the proxy pre-filters the rest
     lifted = None
     if field == "Z2" and args.lift == "hensel":
         from search.lift import hensel_lift
@@ -366,7 +367,7 @@ def _optimise(best: Factorization, reward, field: str, budget: float, args, rep:
     f = res.best
     if f.provenance.method != method:
         f = f.replace(provenance=replace(prov, method=method))
-    return [f], res.best_value
+    return [f], res.best_value, res.evaluations
 
 
 def main(argv: list[str] | None = None) -> int:
