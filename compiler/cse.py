@@ -47,28 +47,32 @@ DEFAULT_RESTARTS = 16
 class Effort:
     """How hard the CSE tries, per side; every run is seeded, so the result is reproducible.
 
-    ``work_budget``: restarts × problem size (Σ terms² of the system) per side. Small algorithms
-    get all their restarts (<3,3,3;23>: Σ terms² ≈ 100, <4,4,4;49>: ≈ 500); AlphaTensor's entries
-    from about <5,5,5> up (Σ terms² ≈ 2 000 to 490 000 per side) fewer, down to one greedy run
-    (with 300 000 the mid-size entries took 5-8 s each, most of the build time).
-    ``other_orientation``: Σ terms² up to which the second orientation (see ``_side``) is tried
-    as well. ``buckets_above``: Σ terms² above which the single run uses the bucket-queue greedy
-    (``_greedy_buckets``: twice as fast, ~4 % more additions). ``difference_targets``: the
-    difference pass (``_differences``, quadratic in the targets, with exact Fraction arithmetic)
-    runs for systems of at most this many targets (it took 40 % of the build time of AlphaTensor's
-    mid-size entries at 400). ``default`` keeps
-    ``python -m compiler.build`` on all 93 AlphaTensor entries near a minute; ``high`` lifts
-    every bound (minutes for the largest entries).
+    ``full_restarts_up_to``: systems (one side) of Σ terms² up to this get all their restarts
+    (every library algorithm, Winograd² <4,4,4;49> included at ≤ 2 704, and AlphaTensor's
+    entries up to about <4,4,5>); larger ones one deterministic greedy run (restarts on AlphaTensor's
+    mid-size entries were most of the build time). ``other_orientation``: Σ terms² up to which
+    the second orientation (see ``_side``) is tried as well. ``buckets_above``: Σ terms² above
+    which that single run uses the bucket-queue greedy (``_greedy_buckets``: twice as fast, ~4 %
+    more additions). ``difference_targets``: the difference pass (``_differences``, quadratic in
+    the targets, exact Fraction arithmetic) runs for systems of at most this many targets.
+    ``tiny_size``/``tiny_restarts``: systems of Σ terms² up to ``tiny_size`` (<3,3,3> and smaller)
+    get at least ``tiny_restarts`` runs: a random target order of the difference pass finds
+    AlphaTensor's <3,3,3;23> b-side in 19 additions about once in 30 runs (16 restarts: 72
+    additions in all, 64: 70; ~1 s more per <3,3,3> algorithm).
+    ``default`` keeps ``python -m compiler.build`` on all 93 AlphaTensor entries near a minute
+    on 2 cores; ``high`` lifts every bound (minutes for the largest entries).
     """
 
-    work_budget: int = 70_000
-    other_orientation: int = 30_000
+    full_restarts_up_to: int = 3_000
+    other_orientation: int = 5_000
     buckets_above: int = 50_000
     difference_targets: int = 100
+    tiny_size: int = 400
+    tiny_restarts: int = 64
 
 
 EFFORTS = {"default": Effort(),
-           "high": Effort(work_budget=10**12, other_orientation=10**12, buckets_above=10**12,
+           "high": Effort(full_restarts_up_to=10**12, other_orientation=10**12, buckets_above=10**12,
                           difference_targets=10**9)}
 
 
@@ -336,13 +340,24 @@ def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
                      tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
 
-def _differences(exprs: list[dict], order: list[int], n_leaves: int) -> list[dict]:
+def _normal_key(e: dict) -> tuple[tuple, object]:
+    """``(key, s)``: ``e`` divided by its coefficient ``s`` on the smallest variable, as a key."""
+    lead = min(e)
+    s = e[lead]
+    return tuple(sorted((v, exact(Fraction(c) / s)) for v, c in e.items())), s
+
+
+def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: bool = False) -> list[dict]:
     """Rewrite targets as ``λ·T_j + (T_i − λ·T_j)`` when an earlier target T_j (in ``order``) makes
     ``T_i`` cheaper; ``T_j`` enters as the variable ``n_leaves + j``. Pairwise CSE only shares
-    common *sub-sums*; this also shares near-equal targets (Winograd's ``s2 = s1 − a11``)."""
+    common *sub-sums*; this also shares near-equal targets (Winograd's ``s2 = s1 − a11``). When
+    the residual is itself a multiple of an earlier target T_k, ``T_i = λ·T_j + μ·T_k`` costs one
+    addition (AlphaTensor's <3,3,3;23>: b-side ``M2 = M1 − M4``). ``single``: only rewrites that
+    leave one addition (two terms), the rest is left to the pairwise greedy."""
     out = [dict(e) for e in exprs]
-    seen: list[int] = []
     by_leaf: dict[int, list[int]] = {}
+    normal: dict[tuple, tuple[int, object]] = {}  # normalised earlier target → (index, scale)
+    lengths: set[int] = set()  # their term counts (a cheap filter before normalising a residual)
     for i in order:
         ti = exprs[i]
         best, best_cost = None, len(ti)  # cost in terms; rewriting costs residual terms + 1
@@ -358,13 +373,23 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int) -> list[dic
                     c = exact(ti.get(v, 0) - lam * tj.get(v, 0))
                     if c != 0:
                         res[v] = c
+                if 2 < best_cost and len(res) >= 2 and len(res) in lengths:
+                    key, s = _normal_key(res)
+                    hit = normal.get(key)
+                    if hit is not None and hit[0] != j:
+                        k, sk = hit  # res = s·(T_k / sk)
+                        best, best_cost = (j, lam, {n_leaves + k: exact(Fraction(s) / sk)}), 2
+                        continue
                 if len(res) + 1 < best_cost:
                     best, best_cost = (j, lam, res), len(res) + 1
-        if best is not None:
+        if best is not None and (not single or best_cost == 2):
             j, lam, res = best
             res[n_leaves + j] = lam
             out[i] = res
-        seen.append(i)
+        if len(ti) > 1:
+            key, s = _normal_key(ti)
+            normal.setdefault(key, (i, s))
+            lengths.add(len(ti))
         for x in ti:
             by_leaf.setdefault(x, []).append(i)
     return out
@@ -389,7 +414,9 @@ def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAU
     variables = leaves + [("target", j) for j in range(k)]
     size = sum(len(e) ** 2 for e in exprs) + 1
     eff = effort_of(effort)
-    runs = max(1, min(restarts, eff.work_budget // size))
+    runs = max(1, restarts if size <= eff.full_restarts_up_to else 1)
+    if size <= eff.tiny_size:
+        runs = max(runs, eff.tiny_restarts)
     rng = random.Random(seed)
     by_size = sorted(range(k), key=lambda i: (len(exprs[i]), i))
     best = None

@@ -34,13 +34,13 @@ def test_winograd_saving_is_on_the_output_side():
     assert (add.a, add.b, add.c) == (4, 4, 7)
 
 
-@pytest.mark.xfail(strict=True, reason="best found so far is 71 additions (36+30+44 = 110 naive): the target "
-                   "of at most 70 is not met yet by greedy + differences + randomised restarts")
 def test_alphatensor_3x3x3_rank23(alphatensor_real):
+    # 36 + 30 + 44 = 110 naive; the issue asks for at most 70. Reached: a 19, b 19, c 32 = 70 (the
+    # b side needs the difference pass's target hits, M2 = M1 - M4, in one of its random orders).
     f = next(f for f in alphatensor_real if f.shape == (3, 3, 3))
     assert f.rank == 23
-    prog = cse_program(lower(f))
-    assert lower(f).additions().total > 70
+    prog = cse_program(lower(f))  # verified exactly inside
+    assert lower(f).additions().total == 110
     assert prog.additions().total <= 70
 
 
@@ -48,7 +48,7 @@ def test_additions_after_cse_for_the_search_reward():
     assert additions_after_cse(library_algorithm("winograd")) == 15
 
 
-@pytest.mark.parametrize("effort", [Effort(work_budget=1, other_orientation=0, buckets_above=0), "high"])
+@pytest.mark.parametrize("effort", [Effort(full_restarts_up_to=0, other_orientation=0, buckets_above=0), "high"])
 def test_every_effort_gives_an_exact_program(effort):
     prog = lower(library_algorithm("4x4x4"))
     out = cse_program(prog, effort=effort)  # verified exactly inside
@@ -98,7 +98,7 @@ target = st.dictionaries(st.integers(0, 7), coef, min_size=1, max_size=6)
 
 # the restarted heap greedy (small systems), and the one-run bucket-queue greedy that the default
 # effort uses for large systems (forced here by a zero threshold)
-EFFORTS = [None, Effort(work_budget=1, other_orientation=0, buckets_above=0)]
+EFFORTS = [None, Effort(full_restarts_up_to=0, other_orientation=0, buckets_above=0)]
 
 
 @settings(max_examples=60, deadline=None)
