@@ -40,7 +40,7 @@ def _fast(algorithm: str, levels: int):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("n", SIZES)
-def bench_torch_matmul(benchmark, n, dtype):
+def test_torch_matmul(benchmark, n, dtype):
     a = torch.randn(n, n, dtype=DTYPES[dtype])
     b = torch.randn(n, n, dtype=DTYPES[dtype])
     benchmark.group = f"N={n} {dtype}"
@@ -50,7 +50,7 @@ def bench_torch_matmul(benchmark, n, dtype):
 @pytest.mark.parametrize("levels", [1, 2])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("n", SIZES)
-def bench_fastmm_winograd(benchmark, n, dtype, levels):
+def test_fastmm_winograd(benchmark, n, dtype, levels):
     a = torch.randn(n, n, dtype=DTYPES[dtype])
     b = torch.randn(n, n, dtype=DTYPES[dtype])
     mm = _fast("winograd", levels)
@@ -64,7 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 ALPHATENSOR_R = REPO.parent / "shared" / "data" / "alphatensor" / "factorizations_r.npz"
 
 
-def bench_build_alphatensor_all(benchmark, tmp_path):
+def test_build_alphatensor_all(benchmark, tmp_path):
     """``python -m compiler.build factorizations_r.npz``: all 93 entries, a fresh process each round
     (imports, loading, CSE, emission, writing: what a clean checkout's first run costs). The issue's
     target is under 60 s on the 2-core CI machine; see the README for the measured figure and load."""
