@@ -10,18 +10,21 @@ Public API:
   combinations of products: where Winograd's saving lives). The result is verified exactly.
 - ``cse_counts(program)``: ``(naive, after)`` additions, for the build report.
 
-Method (the best of several, per side): greedy pairwise elimination (as in Benson & Ballard's fast-matmul code generator, idea
-only): find the pair of terms ``(x, r·y)`` (equal up to a common factor) that occurs in the most
-targets, make it a temporary, substitute, repeat while some pair occurs at least twice. Greedy is
-order-sensitive when several pairs tie, so we run it with randomised tie-breaking ``restarts``
-times (the first run is the deterministic one) and keep the best; with 16 restarts Winograd's
-<2,2,2;7> reaches its 15 additions, where plain greedy with an unlucky order does not. Pair counts
-are kept incrementally (a heap with lazy invalidation, integer pair keys). Beyond greedy:
-randomised greedy restarts (sometimes one of the next-best pairs), a difference pass (a target
-written as λ·(another target) + a short residual: Winograd's ``s2 = s1 − a11``), targets equal up
-to a scalar computed once (the factor folds into the product's alpha), and the transposition
-principle (CSE of the transposed map, circuit reversed). Figures: Winograd 15, Strassen 18,
-winograd^2 <4,4,4;49> 160 (reference 165), Laderman 62; AlphaTensor's <3,3,3;23> 71 (target 70).
+Method (the best of several, per side): greedy pairwise elimination (as in Benson & Ballard's
+fast-matmul code generator, idea only): find the pair of terms ``(x, r·y)`` (equal up to a common
+factor) that occurs in the most targets, make it a temporary, substitute, repeat while some pair
+occurs at least twice. Greedy is order-sensitive when several pairs tie, so we run it with
+randomised tie-breaking ``restarts`` times (the first run is the deterministic one) and keep the
+best; with 16 restarts Winograd's <2,2,2;7> reaches its 15 additions, where plain greedy with an
+unlucky order does not. Pair counts are kept incrementally (counted once with numpy, then a heap
+with lazy invalidation over integer pair keys, or a bucket queue for large systems). Beyond
+greedy: randomised restarts (sometimes one of the next-best pairs), a difference pass (a target
+written as λ·(another target) + a short residual, Winograd's ``s2 = s1 − a11``, or as a sum of two
+earlier targets), targets equal up to a scalar computed once (the factor folds into the product's
+alpha), and the transposition principle (CSE of the transposed map, circuit reversed). How much
+of this runs per side is an ``Effort`` (seeded: reproducible). Figures (default effort): Winograd
+15, Strassen 18, Winograd² <4,4,4;49> 159 (reference 165), Strassen² 180, Laderman 62,
+AlphaTensor's <3,3,3;23> 70 (target 70), AlphaTensor's real <4,4,4;49> 170.
 """
 
 from __future__ import annotations
