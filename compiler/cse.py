@@ -164,7 +164,7 @@ def _intern(exprs_in: list[dict]) -> tuple[list, list[dict[int, int]], list, lis
     for ci in cvals:
         row = []
         for cj in cvals:
-            r = exact(Fraction(cj) / ci)
+            r = _quot(cj, ci)
             if r not in rid:
                 rid[r] = len(rvals)
                 rvals.append(r)
@@ -343,11 +343,19 @@ def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
                      tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
 
+def _quot(p, q):
+    """``p / q`` as a canonical exact coefficient, without making a Fraction when both are
+    integers that divide (the common case: most schemes have ±1, ±2 coefficients)."""
+    if type(p) is int and type(q) is int:
+        return p // q if p % q == 0 else Fraction(p, q)
+    return exact(Fraction(p) / q)
+
+
 def _normal_key(e: dict) -> tuple[tuple, object]:
     """``(key, s)``: ``e`` divided by its coefficient ``s`` on the smallest variable, as a key."""
     lead = min(e)
     s = e[lead]
-    return tuple(sorted((v, exact(Fraction(c) / s)) for v, c in e.items())), s
+    return tuple(sorted((v, _quot(c, s)) for v, c in e.items())), s
 
 
 def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: bool = False) -> list[dict]:
@@ -370,7 +378,7 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: boo
             for x in ti:
                 if x not in tj:
                     continue
-                lam = exact(Fraction(ti[x]) / tj[x])
+                lam = _quot(ti[x], tj[x])
                 res = {}
                 for v in set(ti) | set(tj):
                     c = exact(ti.get(v, 0) - lam * tj.get(v, 0))
@@ -381,7 +389,7 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: boo
                     hit = normal.get(key)
                     if hit is not None and hit[0] != j:
                         k, sk = hit  # res = s·(T_k / sk)
-                        best, best_cost = (j, lam, {n_leaves + k: exact(Fraction(s) / sk)}), 2
+                        best, best_cost = (j, lam, {n_leaves + k: _quot(s, sk)}), 2
                         continue
                 if len(res) + 1 < best_cost:
                     best, best_cost = (j, lam, res), len(res) + 1
@@ -485,9 +493,9 @@ def _side(targets: list[Node], restarts: int, seed: int, effort: "Effort") -> di
         e = expand(t)
         lead = min(e, key=lambda leaf: leaf.key)
         s = e[lead]
-        key = tuple(sorted(((leaf.key, exact(Fraction(c) / s)) for leaf, c in e.items())))
+        key = tuple(sorted(((leaf.key, _quot(c, s)) for leaf, c in e.items())))
         scale[t], norm_of[t] = s, key
-        normed.setdefault(key, {leaf: exact(Fraction(c) / s) for leaf, c in e.items()})
+        normed.setdefault(key, {leaf: _quot(c, s) for leaf, c in e.items()})
     keys = list(normed)
     system = [normed[k] for k in keys]
     uses: dict = {}
