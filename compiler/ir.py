@@ -111,8 +111,10 @@ def _side_of(node: Node) -> str:
 
 def exact(c) -> int | Fraction:
     """The canonical exact coefficient: a Python ``int`` when integral (fast to hash), else a Fraction."""
-    if isinstance(c, int) and not isinstance(c, bool):
+    if type(c) is int:                     # the common case first (bool is not int here)
         return c
+    if isinstance(c, int) and not isinstance(c, bool):
+        return int(c)
     q = c if isinstance(c, Fraction) else Fraction(c if not hasattr(c, "item") else c.item())
     return q.numerator if q.denominator == 1 else q
 
