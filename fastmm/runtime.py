@@ -28,8 +28,8 @@ from fastmm.semantics import core_dims, lower
 _REJECT = DEFAULT_CONFIG.reject_below
 _REJECT_ELEMENTS = _REJECT * _REJECT
 #: default-config problems (shapes, strides, dtypes, device, precision, autocast, cache and
-#: autotune environment) planned to
-#: torch.matmul; cleared with the planner's memo (``tune``, ``clear_plan_memo``)
+#: autotune environment) planned to torch.matmul; cleared with ``_decide_cached`` when tuning
+#: records a winner
 _VENDOR_PLANNED: set = set()
 
 
@@ -59,10 +59,11 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels: int | No
         small = a.numel() < _REJECT_ELEMENTS
     except AttributeError:
         return torch.matmul(a, b)
-    if small and algorithm is None and levels is None and backend is None and config is None:
+    planner_default = algorithm is None and levels is None and backend is None and config is None
+    if small and planner_default:
         return torch.matmul(a, b)
     vendor_key = None
-    if algorithm is None and levels is None and backend is None and config is None:
+    if planner_default:
         if not isinstance(b, torch.Tensor) or a.dim() < 2 or b.dim() < 2 or min(core_dims(a, b)) < _REJECT or a.dtype not in FAST_DTYPES:
             return torch.matmul(a, b)
         # Problems already planned to torch.matmul skip lowering and planning (~0.15 ms at
