@@ -605,3 +605,11 @@ def additions_after_cse(f, restarts: int = DEFAULT_RESTARTS) -> int:
     """Block additions of one level of factorization ``f`` after CSE (the search's cost model)."""
     from compiler.lower import lower
     return cse_program(lower(f), restarts).additions().total
+
+
+def side_additions(targets: Sequence[Node], restarts: int = DEFAULT_RESTARTS, seed: int = 0,
+                   effort: Effort | str | None = None) -> int:
+    """Additions ``cse_program`` spends on one side: ``targets`` are the a-side operands of the
+    products, the b-side operands, or the outputs over the products (c side). The three sides are
+    independent, so a search that changes one side re-counts only that one (``search.flips``)."""
+    return _cost(list(_side(list(targets), restarts, seed, effort_of(effort)).values()))
