@@ -85,8 +85,11 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="flips without lowering a lineage's rank before a new lineage from the start or a recent improvement")
     g.add_argument("--max-flips", type=int, default=None, help="stop after this many flips per walker")
     g.add_argument("--temperature", type=float, default=None,
-                   help="objective walk: start temperature in proxy units (additions before CSE)")
+                   help="objective walk: temperature (sides walk: in additions, default 0.7; proxy walk: start temperature in additions before CSE)")
     g.add_argument("--final-temperature", type=float, default=None)
+    g.add_argument("--walk", choices=("sides", "proxy"), default="sides",
+                   help="objective walk over Z: 'sides' (plateau walk on the compiler's CSE counted per side, "
+                        "search.flips.sides) or 'proxy' (annealing on additions before CSE, search.flips.objective)")
     g.add_argument("--symmetric", action="store_true",
                    help="<n,n,n> only: walk the symmetric flip graph (Z3-invariant schemes, orbit by orbit) from naive")
     g.add_argument("--splits", type=int, default=None,
@@ -355,6 +358,8 @@ def _ternary_walk(best: Factorization, budget: float, seed: int):
 
 def _optimise(best: Factorization, reward, field: str, budget: float, args, rep: _Reporter, prov: Provenance):
     """Rank-preserving walk maximising the reward; returns ([best scheme], its reward)."""
+    if field == "Z" and getattr(args, "walk", "sides") == "sides":
+        return _optimise_sides(best, reward, budget, args, rep, prov)
     from search.flips.objective import ObjectiveConfig, improve
     ocfg = ObjectiveConfig(field=field, budget_s=max(budget, 0.0), seed=args.seed)
     if args.temperature is not None:
@@ -367,6 +372,26 @@ def _optimise(best: Factorization, reward, field: str, budget: float, args, rep:
     f = res.best
     if f.provenance.method != method:
         f = f.replace(provenance=replace(prov, method=method))
+    return [f], res.best_value, res.evaluations
+
+
+def _optimise_sides(best: Factorization, reward, budget: float, args, rep: _Reporter, prov: Provenance):
+    """The plateau walk on per-side CSE counts (search.flips.sides); returns ([best scheme], its reward)."""
+    from search.flips.sides import SidesConfig, sides_walk
+    scfg = SidesConfig(budget_s=max(budget, 0.0), seed=args.seed)
+    if args.temperature is not None:
+        scfg = replace(scfg, temperature=args.temperature)
+    method = prov.method + (f"; then rank-preserving flips and changes of basis maximising reward {args.reward!r}, "
+                            "walking on the compiler's CSE counted per side (search.flips.sides)")
+    t0 = time.perf_counter()
+    res = sides_walk(best, reward, scfg, provenance=replace(prov, method=method),
+                     on_best=lambda t, f, v: rep.event(args.reward, v, rank=f.rank))
+    f = res.best
+    first = next((t for t, v in res.history if v >= res.best_value), 0.0)
+    note = (f"sides walk: {res.moves} moves, {res.accepted} accepted, {res.side_counts} sides counted, "
+            f"{res.evaluations} reward calls, best reward {res.best_value:g} first at {first:.1f}s of "
+            f"{time.perf_counter() - t0:.1f}s (start {res.start_value:g})")
+    f = f.replace(provenance=replace(prov, method=method, notes=note))
     return [f], res.best_value, res.evaluations
 
 

@@ -89,3 +89,18 @@ def test_flips_cli_symmetric_and_ternary_lift(tmp_path, capsys):
         assert g.verify()
     with pytest.raises(SystemExit):
         main(["--shape", "2,3,4", "--symmetric", "--budget", "1s", "--no-progress"])
+
+
+def test_flips_cli_additions_sides_walk(tmp_path, capsys):
+    """--objective additions over Z walks on per-side CSE counts from a product start (Strassen has no
+    flips: changes of basis) and appends the best scheme with the walk's figures in its provenance."""
+    import json
+    out = tmp_path / "add.npz"
+    rc = main(["--shape", "2,2,2", "--start", "strassen", "--target-rank", "7", "--objective", "additions",
+               "--budget", "6s", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    summary = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
+    assert -18 <= summary["objective_value"] <= -15  # Strassen: 18 additions after CSE; 15 is the minimum for rank 7
+    for f in load(out) if out.exists() else []:
+        assert f.verify() and f.rank == 7 and "search.flips.sides" in f.provenance.method
+        assert "sides walk:" in f.provenance.notes
