@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=MCTSConfig.samples)
     ap.add_argument("--sample-temperature", type=float, default=MCTSConfig.sample_temperature)
     ap.add_argument("--rollouts", action="store_true")
+    ap.add_argument("--rollout-batch", type=int, default=MCTSConfig.rollout_batch)
+    ap.add_argument("--rollout-temperature", type=float, default=MCTSConfig.rollout_temperature)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank)
     ap.add_argument("--only", default="", help="comma-separated switches (full, synthetic, self_play, ...)")
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                         coefficients=tuple(int(x) for x in a.coefficients.split(",")) if field == "Z" else (0, 1)),
         net=replace(NetConfig(), d_model=a.d_model, policy_layers=a.policy_layers),
         mcts=replace(MCTSConfig(), simulations=a.simulations, samples=a.samples,
-                     sample_temperature=a.sample_temperature, rollouts=a.rollouts),
+                     sample_temperature=a.sample_temperature, rollouts=a.rollouts,
+                     rollout_batch=a.rollout_batch, rollout_temperature=a.rollout_temperature),
         train=replace(TrainConfig(), batch_size=a.batch_size, warmup_steps=a.warmup_steps, lr=a.lr,
                       demo_min_rank=a.demo_min_rank),
         seed=a.seed, budget_s=parse_budget(a.budget), workers=a.workers)

@@ -106,3 +106,64 @@ def test_root_dirichlet_noise_explores_without_touching_the_stored_prior():
     quiet = MCTS(scripted(), cfg)  # no generator: no noise
     r2 = quiet.search(quiet.node(TensorGame(CFG, target=TOY)))
     assert quiet._root_prior is r2.prior
+
+
+def _policy_from(choices, rng):
+    """A batch policy that picks, for each state, one of ``choices`` at random (a stand-in network)."""
+    def act(residuals, histories, step):
+        assert len(residuals) == len(histories)
+        return np.stack([choices[int(rng.integers(len(choices)))] for _ in residuals])
+    return act
+
+
+def test_batched_rollouts_return_the_best_exact_return_and_keep_the_solution():
+    # Half the samples are A or B, half junk: among 64 rollouts of two moves some play {A, B}.
+    junk = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+    cfg = MCTSConfig(rollout_batch=64)
+    mcts = MCTS(None, cfg, act_batch=_policy_from([A, B, junk, junk], np.random.default_rng(0)))
+    game = TensorGame(CFG, target=TOY)
+    assert mcts.rollout(game) == -2.0  # the best of the batch solved in two moves
+    assert mcts.solution is not None and len(mcts.solution) == 2
+    g = TensorGame(CFG, target=TOY)
+    for a in mcts.solution:
+        g.step(a)
+    assert g.solved  # the kept actions really solve the game
+
+
+def test_batched_rollouts_charge_the_terminal_penalty_when_none_finishes():
+    junk = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+    mcts = MCTS(None, MCTSConfig(rollout_batch=8), act_batch=_policy_from([junk], np.random.default_rng(0)))
+    game = TensorGame(CFG, target=TOY)
+    g = game.clone()
+    while not g.done:
+        g.step(junk)
+    # Every rollout plays junk three times: the return is the game's own (−3 − rank bound).
+    assert mcts.rollout(game) == g.total_reward and mcts.solution is None
+
+
+def test_batched_rollouts_without_a_batch_policy_use_the_evaluator_and_agree_with_one_rollout():
+    def only_a_then_b(game, k):
+        return (A if game.steps == 0 else B)[None], 0.0
+    batched = MCTS(only_a_then_b, MCTSConfig(rollout_batch=4))
+    single = MCTS(only_a_then_b, MCTSConfig(rollout_batch=1))
+    game = TensorGame(CFG, target=TOY)
+    assert batched.rollout(game) == single.rollout(game) == -2.0
+    assert [a.tolist() for a in batched.solution] == [a.tolist() for a in single.solution]
+
+
+def test_batched_rollouts_reduce_mod_2():
+    cfg2 = GameConfig(shape=(2, 2, 2), field="Z2", max_steps=2)
+    a = np.array([1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1])
+    b = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+    # a⊗a⊗a and b⊗b⊗b share the entry [0,0,0]: their sum mod 2 has a 0 there, so playing a then b
+    # leaves −2 there over Z, which is 0 mod 2: solved only if the rollout reduces like the game.
+    target = (outer(*split(a, DIMS)) + outer(*split(b, DIMS))) % 2
+    plays = iter([a, b])
+    mcts = MCTS(None, MCTSConfig(rollout_batch=1 + 1),
+                act_batch=lambda S, H, step: np.stack([[a, b][step]] * len(S)))
+    game = TensorGame(cfg2, target=target)
+    assert mcts.rollout(game) == -2.0 and len(mcts.solution) == 2
+    g = TensorGame(cfg2, target=target)
+    for x in plays:
+        g.step(x)
+    assert g.solved

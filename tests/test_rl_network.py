@@ -94,3 +94,15 @@ def test_risk_seeking_readout_and_quantile_loss():
     # A perfect, constant prediction has zero loss; a biased one does not.
     assert float(quantile_loss(torch.full((2, 4), -1.0), torch.tensor([-1.0, -1.0]), taus)) == 0.0
     assert float(quantile_loss(torch.zeros(2, 4), torch.tensor([-1.0, -1.0]), taus)) > 0.1
+
+
+def test_act_batch_samples_one_valid_action_per_state():
+    import torch
+    torch.set_num_threads(1)
+    game = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1))
+    net = AlphaTensorNet(game, NetConfig(d_model=16, heads=2, torso_layers=1, policy_layers=1))
+    net.eval()
+    from compiler.factors import matmul_tensor
+    S = np.repeat(matmul_tensor(2, 2, 2)[None], 5, 0)
+    acts = net.act_batch(S, [[] for _ in range(5)], 0, 1.0, torch.Generator().manual_seed(0))
+    assert acts.shape == (5, 12) and set(np.unique(acts).tolist()) <= {-1, 0, 1}

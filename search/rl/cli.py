@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fewest terms of a synthetic demonstration (ranks around the target's)")
     g.add_argument("--rollouts", action="store_true",
                    help="evaluate MCTS leaves by a policy rollout mixed with the value head (a solving rollout is played)")
+    g.add_argument("--rollout-batch", type=int, default=MCTSConfig.rollout_batch,
+                   help="rollouts per MCTS leaf, played as one network batch; the leaf gets their best return")
+    g.add_argument("--rollout-temperature", type=float, default=MCTSConfig.rollout_temperature,
+                   help="temperature of batched rollouts (0: the sample temperature)")
     g.add_argument("--sample-temperature", type=float, default=MCTSConfig.sample_temperature,
                    help="temperature of the policy's action samples in the search")
     g.add_argument("--root-noise", type=float, default=MCTSConfig.root_noise, help="Dirichlet noise fraction at the root")
@@ -88,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                    samples=getattr(args, "samples", MCTSConfig.samples),
                    root_noise=getattr(args, "root_noise", MCTSConfig.root_noise),
                    rollouts=bool(getattr(args, "rollouts", False)),
+                   rollout_batch=getattr(args, "rollout_batch", MCTSConfig.rollout_batch),
+                   rollout_temperature=getattr(args, "rollout_temperature", MCTSConfig.rollout_temperature),
                    sample_temperature=getattr(args, "sample_temperature", MCTSConfig.sample_temperature),
                    temperature_moves=getattr(args, "temperature_moves", MCTSConfig.temperature_moves))
     off = {sw: False for sw in ABLATION_SWITCHES if getattr(args, f"no_{sw}", False)}

@@ -64,6 +64,10 @@ class MCTSConfig:
     # that finishes the game is a solution found by the search; with stop_on_solution the game plays it.
     rollouts: bool = False
     rollout_weight: float = 0.5
+    # Rollouts per leaf, played as one batch (one network call per move for all of them); the leaf's
+    # rollout value is their best return. 1: a single rollout (AlphaGo).
+    rollout_batch: int = 1
+    rollout_temperature: float = 0.0  # of the rollouts' policy samples (0: sample_temperature)
     stop_on_solution: bool = True
     root_noise: float = 0.25  # fraction of Dirichlet noise in the root's prior (AlphaZero: 0.25)
     dirichlet_alpha: float = 0.3

@@ -18,10 +18,12 @@ from typing import Callable
 import numpy as np
 
 from search.rl.config import MCTSConfig
-from search.rl.game import TensorGame, canonicalize, is_null
+from search.rl.game import TensorGame, canonicalize, is_null, rank_upper_bound, split
 
 # evaluate(game, k) -> (actions (k', L) int array, value of the state)
 Evaluator = Callable[[TensorGame, int], tuple[np.ndarray, float]]
+# act_batch(residuals (B, S1, S2, S3), histories (B lists of actions), step) -> one action per state (B, L)
+BatchPolicy = Callable[[np.ndarray, list, int], np.ndarray]
 
 
 class Node:
@@ -45,8 +47,9 @@ class Node:
 
 class MCTS:
     def __init__(self, evaluate: Evaluator, cfg: MCTSConfig, canonical: bool = True,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, act_batch: BatchPolicy | None = None) -> None:
         self.evaluate, self.cfg, self.canonical = evaluate, cfg, canonical
+        self.act_batch = act_batch  # batched rollouts (rollout_batch > 1); None: one evaluate call per move
         self.table: dict[bytes, Node] = {}
         self.qmin, self.qmax = math.inf, -math.inf
         self.rng = rng  # for the root's Dirichlet noise (none without a generator)
@@ -121,6 +124,52 @@ class MCTS:
             self.qmin, self.qmax = min(self.qmin, v), max(self.qmax, v)
 
     def rollout(self, game: TensorGame) -> float:
+        if self.cfg.rollout_batch > 1:
+            return self.rollouts(game, self.cfg.rollout_batch)
+        return self.rollout_one(game)
+
+    def rollouts(self, game: TensorGame, n: int) -> float:
+        """``n`` policy rollouts from ``game`` played side by side; the best return (risk-seeking).
+
+        The best of n, not the mean: the search looks for one factorization, and a state from which
+        one rollout in n finishes at rank r is worth −r to it (the value head's readout is likewise
+        the upper quantiles). Every return is exact: −1 per move, and for an unfinished rollout the
+        game's terminal penalty (the rank bound of its residual). A finishing rollout is kept in
+        ``solution`` like a single one.
+        """
+        cfg, dims = game.cfg, game.dims
+        S = np.repeat(game.residual[None], n, 0)
+        hist = [list(game.actions) for _ in range(n)]
+        alive = np.ones(n, bool)
+        step = game.steps
+        while step < cfg.steps and alive.any():
+            idx = np.flatnonzero(alive)
+            if self.act_batch is not None:
+                acts = np.asarray(self.act_batch(S[idx], [hist[i] for i in idx], step), np.int64)
+            else:
+                acts = np.stack([self.evaluate(_state(game, S[i], hist[i]), 1)[0][0] for i in idx])
+            u, v, w = split(acts.T, dims)
+            S[idx] -= np.einsum("ib,jb,kb->bijk", u, v, w)
+            if cfg.field == "Z2":
+                S[idx] %= 2
+            for j, i in enumerate(idx):
+                hist[i].append(acts[j])
+            step += 1
+            alive[idx[~S[idx].reshape(len(idx), -1).any(1)]] = False
+        solved = ~S.reshape(n, -1).any(1)
+        if solved.any():
+            i = min(np.flatnonzero(solved), key=lambda i: len(hist[i]))
+            if self.solution is None or len(hist[i]) < len(self.solution):
+                self.solution = list(hist[i])
+            return -float(len(hist[i]) - game.steps)
+        # Unfinished: all used the step limit; the best return has the smallest residual bound.
+        pen = {}
+        for i in range(n):
+            pen.setdefault(S[i].tobytes(), S[i])
+        best = min(rank_upper_bound(r, cfg.field) for r in pen.values())
+        return -float(cfg.steps - game.steps) - float(best)
+
+    def rollout_one(self, game: TensorGame) -> float:
         """AlphaGo's leaf evaluation: play on with one policy sample per move; its return.
 
         The return is exact (the game's own rewards and terminal penalty), so it corrects a value
@@ -174,3 +223,10 @@ class MCTS:
             child = self.node(child.game)
             child.expanded = False
         return child
+
+
+def _state(game: TensorGame, residual: np.ndarray, actions: list) -> TensorGame:
+    """A copy of ``game`` at another residual and action list (for rollouts without a batch policy)."""
+    g = game.clone()
+    g.residual, g.actions = residual.copy(), list(actions)
+    return g

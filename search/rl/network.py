@@ -180,6 +180,24 @@ class AlphaTensorNet(nn.Module):
         return self.values_of(toks), float(self.readout(q)[0])
 
 
+    @torch.no_grad()
+    def act_batch(self, residuals: np.ndarray, histories: list[list[np.ndarray]], step: int,
+                  temperature: float = 1.0, generator: torch.Generator | None = None) -> np.ndarray:
+        """One sampled action per state for a batch of states at the same step: (B, L) coefficients.
+
+        Batched rollouts use this: one torso pass and ``n_tokens`` decoder passes for B states, instead
+        of B separate ``evaluate`` calls (the per-call overhead dominates at these sizes).
+        """
+        feats = [self.encode(r, h, step)[0] for r, h in zip(residuals, histories)]
+        x = torch.from_numpy(np.stack(feats))
+        mem = self.torso(x, torch.full((len(feats),), step / self.game.steps, dtype=torch.float32))
+        toks = torch.full((len(feats), 1), self.policy.vocab, dtype=torch.long)
+        for _ in range(self.policy.length):
+            logit = self.policy._run(toks, mem)[:, -1] / max(temperature, 1e-6)
+            toks = torch.cat([toks, torch.multinomial(torch.softmax(logit, -1), 1, generator=generator)], 1)
+        return self.values_of(toks[:, 1:])
+
+
 def quantile_loss(q: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
     """Quantile Huber loss of predictions q (B, Q) against scalar targets (B,)."""
     u = target[:, None] - q

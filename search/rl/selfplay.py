@@ -39,6 +39,12 @@ def make_evaluator(net: AlphaTensorNet, temperature: float, generator: torch.Gen
     return evaluate
 
 
+def make_batch_policy(net: AlphaTensorNet, temperature: float, generator: torch.Generator):
+    def act(residuals: np.ndarray, histories: list, step: int) -> np.ndarray:
+        return net.act_batch(residuals, histories, step, temperature, generator)
+    return act
+
+
 def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, reward=None,
               provenance: dict | None = None) -> GameRecord:
     """Play one game; ``reward`` (a search.rewards plugin) adds λ·b(f) to a solved game's return."""
@@ -50,7 +56,8 @@ def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, rew
     game = TensorGame(cfg.game, basis)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     mcts = MCTS(make_evaluator(net, cfg.mcts.sample_temperature, gen), cfg.mcts, tcfg.canonicalize,
-                np.random.default_rng(int(rng.integers(2**62))))
+                np.random.default_rng(int(rng.integers(2**62))),
+                make_batch_policy(net, cfg.mcts.rollout_temperature or cfg.mcts.sample_temperature, gen))
     root = mcts.node(game)
     positions, rewards = [], []
     while not game.done:
