@@ -24,6 +24,9 @@ ABLATIONS: list[tuple[str, dict]] = [
     ("without change of basis", {"change_of_basis": False}),
     ("without signed permutations", {"signed_permutations": False}),
     ("without retraining on best games", {"retrain_best": False}),
+    # Not AlphaTensor's: this project's leaf evaluation by a batch of policy rollouts (best return),
+    # the lever tried against the naive attractor (search/rl/README.md). Only when the base uses it.
+    ("without batched best-of-N rollouts", {"rollout_batch": 1}),
 ]
 
 
@@ -40,7 +43,12 @@ def run_ablation(base: RunConfig, out_dir: Path, only: list[str] | None = None, 
         key = "full" if not off else next(iter(off))
         if only and key not in only:
             continue
-        cfg = replace(base, train=replace(base.train, **off), run_dir=str(out_dir / key))
+        if "rollout_batch" in off and not (base.mcts.rollouts and base.mcts.rollout_batch > 1):
+            continue  # the base plays without batched rollouts: this row would repeat the full agent
+        t_off = {k: v for k, v in off.items() if k in TrainConfig.__dataclass_fields__}
+        m_off = {k: v for k, v in off.items() if k in MCTSConfig.__dataclass_fields__}
+        cfg = replace(base, train=replace(base.train, **t_off), mcts=replace(base.mcts, **m_off),
+                      run_dir=str(out_dir / key))
         t0 = time.time()
         res = run(cfg, progress=progress)
         row = {"configuration": label, "switch": key, "best_rank": res.best_rank,

@@ -18,10 +18,23 @@ BASE = RunConfig(game=GameConfig(shape=(1, 1, 2), coefficients=(0, 1)),
                  budget_s=60.0, max_games=2, workers=0)
 
 
-def test_every_switch_names_a_train_config_field():
-    fields = set(TrainConfig.__dataclass_fields__)
+def test_every_switch_names_a_train_or_search_config_field():
+    train, mcts = set(TrainConfig.__dataclass_fields__), set(MCTSConfig.__dataclass_fields__)
     for _, off in ABLATIONS:
-        assert set(off) <= fields and all(v is False for v in off.values())
+        assert set(off) <= train | mcts
+        # A switch turns an ingredient off: False for training switches, one rollout per leaf for the search.
+        assert all(v is False for k, v in off.items() if k in train)
+        assert all(v == 1 for k, v in off.items() if k in mcts)
+
+
+def test_the_rollout_row_runs_only_when_the_base_uses_batched_rollouts(tmp_path):
+    rows = run_ablation(BASE, tmp_path, only=["rollout_batch"])
+    assert rows == []  # BASE has no rollouts: nothing to switch off
+    base = replace(BASE, mcts=replace(BASE.mcts, rollouts=True, rollout_batch=4), max_games=1)
+    rows = run_ablation(base, tmp_path, only=["rollout_batch"])
+    assert [r["configuration"] for r in rows] == ["without batched best-of-N rollouts"]
+    cfg = (tmp_path / "rollout_batch" / "config.json").read_text()
+    assert '"rollout_batch": 1' in cfg
 
 
 def test_ablation_rows_and_table(tmp_path):
