@@ -94,6 +94,9 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="<n,n,n> only: walk the symmetric flip graph (Z3-invariant schemes, orbit by orbit) from naive")
     g.add_argument("--splits", type=int, default=None,
                    help="--symmetric: fixed terms to split at the start (default: as the target's residue mod 3 needs)")
+    g.add_argument("--levels", action="store_true",
+                   help="rank by rank with pools (search.flips.pools): --pool-size distinct schemes per rank, "
+                        "each runner walks --path-length flips from a random pool member")
     g.add_argument("--log", default=None, help="append one JSON line per event to this file")
     g.add_argument("--no-progress", action="store_true")
 
@@ -248,6 +251,8 @@ def run_flips(args: argparse.Namespace) -> int:
             rank_cfg = replace(cfg, budget_s=budget / 2) if reward is not None else cfg
             if args.symmetric:
                 results = [_symmetric(shape, rank_cfg, args, prov, rep)]
+            elif args.levels:
+                results = [_levels(start, rank_cfg, args, prov, rep)]
             else:
                 results = run_walkers(start, rank_cfg, args.workers, use_ray=args.ray, provenance=prov,
                                       on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
@@ -307,6 +312,20 @@ def run_flips(args: argparse.Namespace) -> int:
         path, k = _append(args.out, named)
         print(f"appended {k} verified scheme(s) to {path}", flush=True)
     return 0 if target is None or best.rank <= target else 1
+
+
+def _levels(start: Factorization, cfg, args, prov: Provenance, rep: "_Reporter"):
+    """One pooled, level-by-level search (search.flips.pools) as a WalkResult."""
+    from search.flips.pools import PoolConfig, pool_search
+    if args.workers != 1 or args.ray:
+        raise SystemExit("--levels runs one searcher (run several commands with different --seed)")
+    pcfg = PoolConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s, max_flips=cfg.max_flips,
+                      pool_size=cfg.pool_size, runner_flips=cfg.path_length, plateau=cfg.plateau,
+                      plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, seed=cfg.seed)
+    method = prov.method.replace("flip-graph random walk", "flip-graph random walk, rank by rank with pools")
+    return pool_search(start, pcfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
+                       on_level=lambda t, r, n, fl: rep.event("level", r, pool=n, flips=fl),
+                       provenance=replace(prov, method=method))
 
 
 def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):

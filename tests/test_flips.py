@@ -177,3 +177,18 @@ def test_lineage_resets_restart_from_start_and_still_reach_rank(field):
     res = walk_search(naive(2, 2, 3), cfg)
     assert res.best.rank == 11 and res.best.verify()
     assert res.restarts > 10 and res.flips == 1_000_000
+
+
+@pytest.mark.parametrize("field", ["Z", "Z2"])
+def test_pool_search_levels_reach_rank_with_valid_schemes(field):
+    """Rank by rank with pools: every level's pool is built from runners that lowered the rank, and
+    each new best rank is an exactly valid scheme of that rank."""
+    from search.flips.pools import PoolConfig, pool_search
+    levels = []
+    res = pool_search(naive(2, 3, 3), PoolConfig(field=field, target_rank=15, budget_s=60, max_flips=50_000_000,
+                                                 pool_size=8, runner_flips=200_000, seed=1),
+                      on_level=lambda t, r, n, fl: levels.append((r, n)))
+    assert res.best.rank == 15 and res.best.verify()
+    assert [r for r, _ in levels] == sorted((r for r, _ in levels), reverse=True)
+    assert all(1 <= n <= 8 for _, n in levels) and any(n > 1 for _, n in levels)  # pools, not single lineages
+    assert [r for _, r in res.history] == sorted((r for _, r in res.history), reverse=True)

@@ -104,3 +104,13 @@ def test_flips_cli_additions_sides_walk(tmp_path, capsys):
     for f in load(out) if out.exists() else []:
         assert f.verify() and f.rank == 7 and "search.flips.sides" in f.provenance.method
         assert "sides walk:" in f.provenance.notes
+
+
+def test_flips_cli_levels(tmp_path):
+    out = tmp_path / "lv.npz"
+    rc = main(["--shape", "2,3,3", "--target-rank", "15", "--levels", "--pool-size", "8", "--path-length", "300000",
+               "--budget", "60s", "--out", str(out), "--no-progress", "--log", str(tmp_path / "lv.jsonl")])
+    assert rc == 0
+    (f,) = load(out)
+    assert f.rank == 15 and f.verify() and "rank by rank with pools" in f.provenance.method
+    assert '"level"' in (tmp_path / "lv.jsonl").read_text()
