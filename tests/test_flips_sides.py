@@ -63,8 +63,9 @@ def _additions(f: Factorization) -> float:
 @pytest.mark.parametrize("start", ["walked_223", "strassen"])
 def test_sides_walk_keeps_validity_and_never_gets_worse(start, walked_223):
     f = walked_223 if start == "walked_223" else library_algorithm("strassen")  # strassen: basis moves only
-    res = sides_walk(f, _additions, SidesConfig(max_moves=150, budget_s=60, seed=1, temperature=1.0))
-    assert res.moves == 150 and res.accepted > 0
+    # <2,2,3> sides are tiny systems, which the CSE always gives 64 restarts: 60 moves take a few seconds
+    res = sides_walk(f, _additions, SidesConfig(max_moves=60, budget_s=60, seed=1, temperature=1.0))
+    assert res.moves == 60 and res.accepted > 0
     assert res.best.verify() and res.best.rank <= f.rank and res.best.shape == f.shape
     assert res.best_value >= res.start_value == _additions(f)
     assert res.best_value == _additions(res.best)
