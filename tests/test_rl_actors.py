@@ -97,3 +97,13 @@ def test_parse_budget():
     assert parse_budget(45) == 45.0 and parse_budget("12") == 12
     with pytest.raises(argparse.ArgumentTypeError):
         parse_budget("soon")
+
+
+def test_cli_rollout_options_reach_the_search_config():
+    from search.rl.cli import config_from_args
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="2,2,2")
+    add_arguments(ap)
+    cfg = config_from_args(ap.parse_args(["--rollouts", "--rollout-batch", "64", "--rollout-temperature", "0.5"]))
+    assert cfg.mcts.rollouts and cfg.mcts.rollout_batch == 64 and cfg.mcts.rollout_temperature == 0.5
+    assert config_from_args(ap.parse_args([])).mcts.rollout_batch == 1  # default: one rollout (AlphaGo's)
