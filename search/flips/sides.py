@@ -157,7 +157,11 @@ def sides_walk(start: Factorization, reward: Callable[[Factorization], float], c
         raise ValueError(f"{start.label()}: the addition walk moves ternary schemes (coefficients in {{-1,0,1}})")
     if counter is None:
         from compiler.cse import Effort
-        counter = SideCounter(start.shape, cfg.restarts, Effort(other_orientation=0) if cfg.one_orientation else None)
+        # inside the walk: ``restarts`` runs per side even for tiny systems (the compiler gives <3,3,3>
+        # sides 64), and with one_orientation only the natural orientation
+        counter = SideCounter(start.shape, cfg.restarts,
+                              Effort(other_orientation=0 if cfg.one_orientation else Effort().other_orientation,
+                                     tiny_size=0))
     gen = np.random.default_rng(cfg.seed)
     rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 11)], np.uint64)
     base = provenance or start.provenance
