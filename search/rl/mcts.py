@@ -8,6 +8,10 @@ terminal penalty is on the edge into them). Nodes live in a transposition table 
 (residual, step), so two action orders reaching the same residual share statistics, and the
 subtree under the chosen action is reused for the next move. The improved policy is the root's
 visit-count distribution over its sampled actions.
+
+Optional leaf evaluation by policy rollouts (``MCTSConfig.rollouts``): one rollout (AlphaGo), or
+``rollout_batch`` of them played side by side as one network batch per move, the leaf taking their
+best exact return. A rollout that finishes the game is kept in ``solution`` and played by the caller.
 """
 
 from __future__ import annotations
