@@ -15,6 +15,10 @@ walker's whole future. Here every rank is a level with a pool of distinct scheme
 3. The next level's pool is the schemes of the lowest rank found. A level that never succeeds
    simply runs until the budget is spent.
 
+Measured (``--levels --pool-size 16 --path-length 5000000 --plateau 50000 --plateau-min 5000
+--max-plus 4``, <4,4,4> over Z from naive, one core): seed 1 reached rank 49 in 389 s (292 M
+flips); seed 0 reached 52 at 864 s and no lower in 30 min. The depth-first walker reached 53 in 30 min.
+
 Diversity is the point: one plateau can hold no reducible scheme at all (see walker.py), and a
 pool of many distinct schemes of the level's rank spreads the runners over many plateaus.
 Every scheme that lowers the best rank is verified exactly before it is reported or returned.
