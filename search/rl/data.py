@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.rl.config import GameConfig, TrainConfig
-from search.rl.game import canonicalize, is_null, outer, split
+from search.rl.game import canonicalize, outer, split
 
 
 @dataclass
