@@ -96,7 +96,9 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="--symmetric: fixed terms to split at the start (default: as the target's residue mod 3 needs)")
     g.add_argument("--levels", action="store_true",
                    help="rank by rank with pools (search.flips.pools): --pool-size distinct schemes per rank, "
-                        "each runner walks --path-length flips from a random pool member")
+                        "each runner walks --path-length flips from a random pool member; with --workers N, "
+                        "N such searches (seeds seed..seed+N-1) run side by side and the first to reach the "
+                        "target stops the others")
     g.add_argument("--log", default=None, help="append one JSON line per event to this file")
     g.add_argument("--no-progress", action="store_true")
 
@@ -252,7 +254,7 @@ def run_flips(args: argparse.Namespace) -> int:
             if args.symmetric:
                 results = [_symmetric(shape, rank_cfg, args, prov, rep)]
             elif args.levels:
-                results = [_levels(start, rank_cfg, args, prov, rep)]
+                results = _levels(start, rank_cfg, args, prov, rep)
             else:
                 results = run_walkers(start, rank_cfg, args.workers, use_ray=args.ray, provenance=prov,
                                       on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
@@ -315,17 +317,22 @@ def run_flips(args: argparse.Namespace) -> int:
 
 
 def _levels(start: Factorization, cfg, args, prov: Provenance, rep: "_Reporter"):
-    """One pooled, level-by-level search (search.flips.pools) as a WalkResult."""
+    """Pooled, level-by-level searches (search.flips.pools), one per worker (seeds seed, seed+1, ...),
+    as WalkResults; the first to reach the target stops the others."""
+    from functools import partial
+
+    from search.flips.parallel import run_walkers
     from search.flips.pools import PoolConfig, pool_search
-    if args.workers != 1 or args.ray:
-        raise SystemExit("--levels runs one searcher (run several commands with different --seed)")
     pcfg = PoolConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s, max_flips=cfg.max_flips,
                       pool_size=cfg.pool_size, runner_flips=cfg.path_length, plateau=cfg.plateau,
                       plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, seed=cfg.seed)
     method = prov.method.replace("flip-graph random walk", "flip-graph random walk, rank by rank with pools")
-    return pool_search(start, pcfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
-                       on_level=lambda t, r, n, fl: rep.event("level", r, pool=n, flips=fl),
-                       provenance=replace(prov, method=method))
+    search = pool_search
+    if args.workers == 1 and not args.ray:  # in-process: level events reach the log too
+        search = partial(pool_search, on_level=lambda t, r, n, fl: rep.event("level", r, pool=n, flips=fl))
+    return run_walkers(start, pcfg, args.workers, use_ray=args.ray, provenance=replace(prov, method=method),
+                       search=search,
+                       on_event=lambda w, t, r: rep.event("rank", r, worker=w) if r >= 0 else None)
 
 
 def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):

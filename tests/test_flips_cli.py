@@ -114,3 +114,13 @@ def test_flips_cli_levels(tmp_path):
     (f,) = load(out)
     assert f.rank == 15 and f.verify() and "rank by rank with pools" in f.provenance.method
     assert '"level"' in (tmp_path / "lv.jsonl").read_text()
+
+
+def test_flips_cli_levels_two_workers(tmp_path):
+    # two pooled searches in processes: the first to reach the target stops the other
+    out = tmp_path / "lv2.npz"
+    rc = main(["--shape", "2,3,3", "--target-rank", "15", "--levels", "--workers", "2", "--pool-size", "8",
+               "--path-length", "300000", "--budget", "60s", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    (f,) = load(out)
+    assert f.rank == 15 and f.verify() and "rank by rank with pools" in f.provenance.method

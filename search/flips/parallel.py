@@ -1,8 +1,8 @@
 """Many walkers at once: one process per walker (``multiprocessing``), or Ray tasks with ``ray=True``.
 
-Each walker runs ``walk_search`` with its own seed; improvements stream back to the parent as
-``(worker, seconds, rank)`` events (for the progress display), and the first walker to reach the
-target rank stops the others. Every scheme that comes back was verified exactly by its walker
+Each walker runs a searcher with its own seed (``walk_search`` by default; ``pools.pool_search``
+for the rank-by-rank search); improvements stream back to the parent as ``(worker, seconds, rank)``
+events (for the progress display), and the first walker to reach the target rank stops the others. Every scheme that comes back was verified exactly by its walker
 and is verified again here (it crossed a process boundary).
 """
 
@@ -17,14 +17,19 @@ from typing import Callable
 from compiler.factors import Factorization, FactorizationError, Provenance
 from search.flips.walker import WalkConfig, WalkResult, walk_search
 
+# search(start, config, *, on_best, should_stop, provenance) -> WalkResult; config has ``seed`` and
+# ``target_rank`` fields. Module-level functions only: with processes, it is pickled by name.
+Searcher = Callable[..., WalkResult]
 
-def _worker(start: Factorization, cfg: WalkConfig, wid: int, events, stop, provenance: Provenance) -> WalkResult:
+
+def _worker(start: Factorization, cfg, wid: int, events, stop, provenance: Provenance,
+            search: Searcher = walk_search) -> WalkResult:
     def on_best(t: float, f: Factorization) -> None:
         events.put((wid, t, f.rank))
         if cfg.target_rank is not None and f.rank <= cfg.target_rank:
             stop.set()
 
-    res = walk_search(start, cfg, on_best=on_best, should_stop=stop.is_set, provenance=provenance)
+    res = search(start, cfg, on_best=on_best, should_stop=stop.is_set, provenance=provenance)
     events.put((wid, res.seconds, -1))  # this walker is done
     return res
 
@@ -39,12 +44,16 @@ def _check(results: list[WalkResult]) -> list[WalkResult]:
 
 def run_walkers(start: Factorization, config: WalkConfig, workers: int = 1, *, use_ray: bool = False,
                 on_event: Callable[[int, float, int], None] | None = None,
-                provenance: Provenance | None = None) -> list[WalkResult]:
-    """Run ``workers`` walkers (seeds ``config.seed + i``) and return their results."""
+                provenance: Provenance | None = None, search: Searcher = walk_search) -> list[WalkResult]:
+    """Run ``workers`` searchers (seeds ``config.seed + i``) and return their results.
+
+    ``search`` is ``walk_search`` or another searcher of the same signature (``config`` of its own
+    type, e.g. ``pools.pool_search`` with a ``PoolConfig``).
+    """
     prov = provenance or Provenance()
     cfgs = [replace(config, seed=config.seed + i) for i in range(workers)]
     if use_ray:
-        return _check(_run_ray(start, cfgs, on_event, prov))
+        return _check(_run_ray(start, cfgs, on_event, prov, search))
     if workers == 1:  # in-process: no pickling, and numba's cache is already warm
         class _Flag:
             def __init__(self):
@@ -61,12 +70,13 @@ def run_walkers(start: Factorization, config: WalkConfig, workers: int = 1, *, u
                 if on_event is not None:
                     on_event(*ev)
 
-        return _check([_worker(start, cfgs[0], 0, _Direct(), _Flag(), prov)])
+        return _check([_worker(start, cfgs[0], 0, _Direct(), _Flag(), prov, search)])
     ctx = mp.get_context("spawn")  # numba and fork do not mix reliably; spawn is the safe default
     with ctx.Manager() as manager:
         events, stop = manager.Queue(), manager.Event()
         with ctx.Pool(workers) as pool:
-            pending = [pool.apply_async(_worker, (start, c, i, events, stop, prov)) for i, c in enumerate(cfgs)]
+            pending = [pool.apply_async(_worker, (start, c, i, events, stop, prov, search))
+                       for i, c in enumerate(cfgs)]
             while not all(p.ready() for p in pending):
                 try:
                     ev = events.get(timeout=0.5)
@@ -84,7 +94,7 @@ def run_walkers(start: Factorization, config: WalkConfig, workers: int = 1, *, u
             return _check([p.get() for p in pending])
 
 
-def _run_ray(start: Factorization, cfgs: list[WalkConfig], on_event, prov: Provenance) -> list[WalkResult]:
+def _run_ray(start: Factorization, cfgs: list, on_event, prov: Provenance, search: Searcher) -> list[WalkResult]:
     try:
         import ray
     except ImportError as e:
@@ -118,8 +128,8 @@ def _run_ray(start: Factorization, cfgs: list[WalkConfig], on_event, prov: Prove
             pass  # Ray tasks report at the end (their logs carry the progress)
 
     @ray.remote
-    def task(c: WalkConfig, i: int) -> WalkResult:
-        return _worker(start, c, i, _Events(), _StopProxy(), prov)
+    def task(c, i: int) -> WalkResult:
+        return _worker(start, c, i, _Events(), _StopProxy(), prov, search)
 
     t0 = time.perf_counter()
     refs = [task.remote(c, i) for i, c in enumerate(cfgs)]

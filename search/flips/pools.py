@@ -75,10 +75,12 @@ def _key(P: np.ndarray, N: np.ndarray, R: int) -> bytes:
 def pool_search(start: Factorization, config: PoolConfig,
                 on_best: Callable[[float, Factorization], None] | None = None,
                 on_level: Callable[[float, int, int, int], None] | None = None,
-                provenance: Provenance | None = None) -> WalkResult:
+                provenance: Provenance | None = None,
+                should_stop: Callable[[], bool] | None = None) -> WalkResult:
     """Level-by-level pooled search from ``start``; returns a ``WalkResult`` (its ``restarts``
     counts runners). ``on_level(seconds, rank, pool size, flips at the level)`` is called when a
-    level ends."""
+    level ends; ``should_stop`` (checked between compiled calls) ends the search early, as when
+    another searcher of ``parallel.run_walkers`` reached the target."""
     cfg = config
     mod2 = cfg.field == "Z2"
     shape = start.shape
@@ -103,7 +105,8 @@ def pool_search(start: Factorization, config: PoolConfig,
 
     def done() -> bool:
         return (level.rank <= target or time.perf_counter() - t0 >= cfg.budget_s
-                or (cfg.max_flips is not None and flips >= cfg.max_flips))
+                or (cfg.max_flips is not None and flips >= cfg.max_flips)
+                or (should_stop is not None and should_stop()))
 
     while not done():
         Pp, Np = pool[int(pick.integers(len(pool)))]
