@@ -94,6 +94,9 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="<n,n,n> only: walk the symmetric flip graph (Z3-invariant schemes, orbit by orbit) from naive")
     g.add_argument("--splits", type=int, default=None,
                    help="--symmetric: fixed terms to split at the start (default: as the target's residue mod 3 needs)")
+    g.add_argument("--cubes", default=None, metavar="PARTS",
+                   help="--symmetric: diagonal start, the naive fixed terms (E_ii)^3 merged along a partition of "
+                        "0..n-1 written like 0+4,1+3,2 (one fixed term (sum of E_ii)^3 per part; Moosbauer & Poole)")
     g.add_argument("--levels", action="store_true",
                    help="rank by rank with pools (search.flips.pools): --pool-size distinct schemes per rank, "
                         "each runner walks --path-length flips from a random pool member")
@@ -282,8 +285,16 @@ def run_flips(args: argparse.Namespace) -> int:
     lifted = None
     if field == "Z2" and args.lift == "hensel":
         from search.lift import hensel_lift
-        lr = hensel_lift(best)
-        summary["lift"] = lr.describe()
+        if args.symmetric:  # along the orbits first: the lift stays invariant (search.flips.symmetric.orbit_tie)
+            from search.flips.symmetric import orbit_tie
+            lr = hensel_lift(best, tie=orbit_tie(best))
+            summary["lift"] = "orbit-wise: " + lr.describe()
+            if not lr.ok:
+                lr = hensel_lift(best)
+                summary["lift"] += "; plain: " + lr.describe()
+        else:
+            lr = hensel_lift(best)
+            summary["lift"] = lr.describe()
         if lr.ok:
             lifted = lr.factorization
     elif field == "Z2" and args.lift == "ternary":
@@ -330,7 +341,7 @@ def _levels(start: Factorization, cfg, args, prov: Provenance, rep: "_Reporter")
 
 def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     """One symmetric walker (search.flips.symmetric) from the naive <n,n,n>, as a WalkResult."""
-    from search.flips.symmetric import SymmetricConfig, symmetric_walk_search
+    from search.flips.symmetric import SymmetricConfig, parse_parts, symmetric_walk_search
     from search.flips.walker import WalkResult
     n = shape[0]
     if shape != (n, n, n) or args.start != "naive":
@@ -340,7 +351,8 @@ def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     scfg = SymmetricConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s,
                            max_flips=cfg.max_flips, path_length=cfg.path_length, plateau=cfg.plateau,
                            plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, reset_flips=cfg.reset_flips,
-                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed)
+                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed,
+                           parts=tuple(map(tuple, parse_parts(args.cubes, n))) if args.cubes else None)
     method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk")
     res = symmetric_walk_search(n, scfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
                                 provenance=replace(prov, method=method))

@@ -431,6 +431,87 @@ def split_fixed(st: SymmetricState, idx: int, j: int, field: str) -> SymmetricSt
     return st
 
 
+def merge_fixed(st: SymmetricState, a: int, b: int, field: str) -> SymmetricState:
+    """Merge fixed terms ``a`` = (x, x, xᵀ) and ``b`` = (y, y, yᵀ) into one fixed term of x + y.
+
+    Multilinearity gives (x+y, x+y, (x+y)ᵀ) = Σ over (p, q, r) ∈ {x, y}³ of (p, q, rᵀ); the six
+    mixed terms are the σ-orbits of (x, x, yᵀ) and (x, y, yᵀ), whose sum is the orbit of
+    (x, x+y, yᵀ) = (x, x, yᵀ) + (x, y, yᵀ) (σ is linear). Hence
+
+        (x, x, xᵀ) + (y, y, yᵀ) = (x+y, x+y, (x+y)ᵀ) − orbit(x, x+y, yᵀ):
+
+    rank + 2, fixed terms − 1, so the rank mod 3 moves by 2 (``split_fixed`` goes the other way
+    by + 7). From the naive algorithm, merging the fixed terms (E_ii)^3 along a partition of the
+    diagonal gives the *diagonal starting points* of Moosbauer & Poole, one fixed term per part
+    (``diagonal_state``). The sign sits in slot 0 of the new orbit's first term (σ carries it
+    along). Over Z, x + y must stay in {-1, 0, 1}.
+    """
+    n = st.n
+    mod2 = field == "Z2"
+    if a == b or not (0 <= a < st.nf and 0 <= b < st.nf):
+        raise FactorizationError(f"merge_fixed needs two distinct fixed terms, got {a} and {b} of {st.nf}")
+    if st.R + 3 > st.P.shape[0]:
+        raise FactorizationError(f"merge_fixed: the state holds {st.P.shape[0]} orbit rows, {st.R + 3} needed")
+    st = st.copy()
+    table = transpose_table(n)
+    xp, xn = st.FP[a, 0], st.FN[a, 0]
+    yp, yn = st.FP[b, 0], st.FN[b, 0]
+    ok, sp, sn = K._add(xp, xn, yp, yn, 1, mod2)
+    if not ok or (sp == _ZERO and sn == _ZERO):
+        raise FactorizationError("merge_fixed: x + y leaves {-1, 0, 1} or vanishes")
+    # −(x, x+y, yᵀ): the minus on the first factor (nothing to negate mod 2)
+    st.P[st.R] = (xp if mod2 else xn, sp, _tr(yp, table))
+    st.N[st.R] = (_ZERO if mod2 else xp, sn, _tr(yn, table))
+    _regen(st.P, st.N, st.R, table)
+    st.R += 3
+    st.FP[a], st.FN[a] = (sp, sp, _tr(sp, table)), (sn, sn, _tr(sn, table))
+    last = st.nf - 1
+    st.FP[b], st.FN[b] = st.FP[last].copy(), st.FN[last].copy()
+    st.FP[last] = 0
+    st.FN[last] = 0
+    st.nf -= 1
+    # the new orbit may reduce with an old one at once (never from a naive start)
+    st.R, st.nf, _ = _sym_settle(st.P, st.N, st.R, np.array([st.R - 3], np.int64), st.FP, st.FN, st.nf, mod2, table)
+    return st
+
+
+def parse_parts(text: str, n: int) -> list[list[int]]:
+    """'0+4,1+3,2' → [[0, 4], [1, 3], [2]]: a partition of the diagonal indices 0..n−1."""
+    try:
+        parts = [[int(i) for i in p.split("+")] for p in text.split(",") if p.strip()]
+    except ValueError as e:
+        raise FactorizationError(f"cannot read a partition of 0..{n - 1} from {text!r} (write e.g. 0+4,1+3,2)") from e
+    flat = sorted(i for p in parts for i in p)
+    if flat != list(range(n)):
+        raise FactorizationError(f"{text!r} is not a partition of 0..{n - 1} (every index exactly once)")
+    return parts
+
+
+def diagonal_state(n: int, parts: list[list[int]], field: str, capacity: int | None = None) -> SymmetricState:
+    """The naive algorithm with its fixed terms (E_ii)^3 merged along ``parts`` (``merge_fixed``):
+    one fixed term (Σ_{i∈P} E_ii)^3 per part P, rank n³ + 2·(n − len(parts)).
+
+    Moosbauer & Poole start their symmetric walks from such diagonal cubes; their <5,5,5> rank 93
+    came from the parts {0,4}, {1,3}, {2} (3 fixed terms, here rank 129, ranks ≡ 0 mod 3).
+    """
+    cap = max(capacity or 0, n ** 3 + 30) + 6 * n
+    st = naive_state(n, field, capacity=cap)
+    if sorted(i for p in parts for i in p) != list(range(n)):
+        raise FactorizationError(f"{parts} is not a partition of 0..{n - 1}")
+
+    def slot(i: int) -> int:  # the fixed term holding E_ii (naive_state puts E_ii at index i; merges move them)
+        e = _bit(n, i, i)
+        for k in range(st.nf):
+            if (st.FP[k, 0] | st.FN[k, 0]) & e:
+                return k
+        raise AssertionError("diagonal entry lost")
+
+    for p in parts:
+        for j in p[1:]:
+            st = merge_fixed(st, slot(p[0]), slot(j), field)
+    return st
+
+
 def to_factorization(st: SymmetricState, field: str, name: str = "", provenance: Provenance | None = None) -> Factorization:
     from search.flips.encoding import decode
     n = st.n
@@ -458,6 +539,69 @@ def is_invariant(f: Factorization) -> bool:
     return terms(f) == terms(sigma(f))
 
 
+def orbit_tie(f: Factorization) -> np.ndarray:
+    """For ``search.lift.hensel_lift(tie=...)``: the unknowns of a Z3-invariant scheme.
+
+    Each orbit (t, σt, σ²t) of columns is given by t's coefficients alone (σ(x, y, z) = (zᵀ, x, yᵀ)
+    only moves entries), and each fixed term (x, x, xᵀ) by x, so a lift along the tie stays
+    invariant, with about a third of the unknowns. σ has order 3, which is odd, so averaging a
+    solution over the group keeps it a solution: the tied system is solvable at every step where
+    the plain one is (mod 2^k, 3 is invertible). Columns are matched mod 2; raises when ``f`` is
+    not invariant.
+    """
+    n = f.shape[0]
+    if f.shape != (n, n, n):
+        raise FactorizationError(f"orbits are defined for square shapes, not {f.shape_str}")
+    A = n * n
+    R = f.rank
+    perm = np.array([(a % n) * n + a // n for a in range(A)])
+    U, V, W = (np.mod(np.asarray(M, np.int64), 2) for M in (f.U, f.V, f.W))
+
+    def key(u, v, w):
+        return np.concatenate([u, v, w]).tobytes()
+
+    free: dict[bytes, list[int]] = {}
+    for r in range(R):
+        free.setdefault(key(U[:, r], V[:, r], W[:, r]), []).append(r)
+
+    def take(k: bytes) -> int:
+        cols = free.get(k)
+        if not cols:
+            raise FactorizationError(f"{f.label()} is not Z3-invariant: a σ-image is missing")
+        return cols.pop(0)
+
+    tie = -np.ones(3 * A * R, np.int64)
+    iu = lambda a, r: a * R + r  # noqa: E731  (positions of U[a, r], V[b, r], W[c, r] in x)
+    iv = lambda b, r: (A + b) * R + r  # noqa: E731
+    iw = lambda c, r: (2 * A + c) * R + r  # noqa: E731
+    npar = 0
+    for r in range(R):
+        u, v, w = U[:, r], V[:, r], W[:, r]
+        k = key(u, v, w)
+        if r not in free.get(k, []):
+            continue  # already placed as an image
+        free[k].remove(r)
+        s1 = (w[perm], u, v[perm])
+        if key(*s1) == k:  # fixed: (x, x, xᵀ)
+            for a in range(A):
+                tie[iu(a, r)] = npar + a
+                tie[iv(a, r)] = npar + a
+                tie[iw(a, r)] = npar + perm[a]
+            npar += A
+            continue
+        r1 = take(key(*s1))
+        r2 = take(key(s1[2][perm], s1[0], s1[1][perm]))
+        pu, pv, pw = npar, npar + A, npar + 2 * A
+        for a in range(A):
+            tie[iu(a, r)], tie[iv(a, r)], tie[iw(a, r)] = pu + a, pv + a, pw + a
+            tie[iu(a, r1)], tie[iv(a, r1)], tie[iw(a, r1)] = pw + perm[a], pu + a, pv + perm[a]
+            tie[iu(a, r2)], tie[iv(a, r2)], tie[iw(a, r2)] = pv + a, pw + perm[a], pu + perm[a]
+        npar += 3 * A
+    if (tie < 0).any():
+        raise FactorizationError(f"{f.label()} is not Z3-invariant")
+    return tie
+
+
 @dataclass(frozen=True)
 class SymmetricConfig:
     field: str = "Z2"
@@ -470,6 +614,7 @@ class SymmetricConfig:
     max_plus: int = 6  # plus transitions may go this far above the lineage's best rank (2 orbits)
     reset_flips: int | None = 20_000_000
     splits: int | None = None  # fixed terms split at the start (None: as the target rank's residue mod 3 needs)
+    parts: tuple[tuple[int, ...], ...] | None = None  # diagonal start: one fixed term per part (diagonal_state)
     pool_size: int = 100
     chunk: int = 200_000
     seed: int = 0
@@ -498,19 +643,27 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
     cfg = config
     mod2 = cfg.field == "Z2"
     table = transpose_table(n)
-    st0 = naive_state(n, cfg.field, capacity=n ** 3 + 3 * cfg.max_plus + 60)
-    splits = cfg.splits
-    if splits is None:
-        splits = (cfg.target_rank - n) % 3 if cfg.target_rank else 0
-    for q in range(splits):
-        st0 = split_fixed(st0, q % n, (q % n + 1 + q // n) % n, cfg.field)
+    cap = n ** 3 + 3 * cfg.max_plus + 60
+    if cfg.parts is not None:
+        if cfg.splits:
+            raise FactorizationError("a diagonal start (parts) and splits do not combine")
+        st0 = diagonal_state(n, [list(p) for p in cfg.parts], cfg.field, capacity=cap)
+        start_name = f"diagonal-{n}x{n}x{n}-" + ",".join("+".join(map(str, p)) for p in cfg.parts)
+    else:
+        st0 = naive_state(n, cfg.field, capacity=cap)
+        splits = cfg.splits
+        if splits is None:
+            splits = (cfg.target_rank - n) % 3 if cfg.target_rank else 0
+        for q in range(splits):
+            st0 = split_fixed(st0, q % n, (q % n + 1 + q // n) % n, cfg.field)
+        start_name = f"naive-{n}x{n}x{n}" + (f"-split{splits}" if splits else "")
     rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 1)], np.uint64)
     out = np.zeros(5, np.int64)
     nfix = np.zeros(1, np.int64)
     pick = np.random.default_rng(cfg.seed)
     base = provenance or Provenance()
     cur = st0.copy()
-    best = to_factorization(cur, cfg.field, f"naive-{n}x{n}x{n}" + (f"-split{splits}" if splits else ""), base)
+    best = to_factorization(cur, cfg.field, start_name, base)
     best_rank = lineage_rank = cur.rank
     lineage_flips = 0
     starts = [st0.copy()]
