@@ -353,11 +353,12 @@ def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     scfg = SymmetricConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s,
                            max_flips=cfg.max_flips, path_length=cfg.path_length, plateau=cfg.plateau,
                            plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, reset_flips=cfg.reset_flips,
-                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed, fresh_resets=args.fresh_resets,
+                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed, fresh_resets=args.fresh_resets, levels=args.levels,
                            parts=tuple(map(tuple, parse_parts(args.cubes, n))) if args.cubes else None)
     method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk")
     res = symmetric_walk_search(n, scfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
-                                provenance=replace(prov, method=method))
+                                provenance=replace(prov, method=method),
+                                on_reset=lambda t, r: rep.event("lineage", r))
     return WalkResult(res.best, res.flips, res.seconds, res.history, 0, 0, res.cpu_seconds)
 
 

@@ -21,13 +21,35 @@ arrays as ``kernel`` and moves orbit by orbit, so that every scheme it visits is
 - reduction: r agrees with a term q of another orbit in two slots: r absorbs q, the orbit of
   q goes (rank − 3); a factor of r vanishes: its orbit goes (rank − 3); over Z2, a term with
   σr = r makes its orbit three equal terms, 3t = t mod 2: the orbit becomes one fixed term
-  (rank − 2, the only move that changes the number of fixed terms, hence the rank mod 3);
+  (rank − 2, a *collapse*: the only move that changes the number of fixed terms, hence the rank
+  mod 3; ``collapse=False`` skips it, and the search does so when the start already has the
+  target's residue, since a collapsed lineage can never come back to it);
 - plus transition: ``kernel._plus`` on terms of two orbits; the new term starts a new orbit
   (rank + 3).
 
 The fixed terms are not moved (a flip of a fixed term with an orbit term is not invariant);
 the orbit terms decompose T minus the fixed terms, and every identity above holds for that
-tensor. Over Z2 the result is Hensel-lifted like any mod-2 scheme (``search.lift``).
+tensor. So the fixed terms are chosen at the start: ``split_fixed`` (rank + 7, one more fixed
+term) and ``merge_fixed`` (rank + 2, one fewer) rewrite them exactly. Moosbauer & Poole start
+from *diagonal cubes*: the naive fixed terms (E_ii)^3 merged along a partition of the diagonal
+(``diagonal_state``, CLI ``--cubes``); their <5,5,5> rank 93 has 3 fixed terms from the parts
+{0,4}, {1,3}, {2} (their code and run files, github.com/jakobmoosbauer/symmetric-flips: 3 cubes,
+a plus transition after 50 000 of their flips without a reduction, i.e. ~16 700 orbit flips,
+plus transitions up to the start's rank, fresh runs of 100 M flips after each new best, "1 in 30
+runs" reaching 93 at about 10 s per run in C++).
+
+Flips are drawn from an index of the rows' slot-0 factors (``search.flips.valueindex``), and the
+reductions after a flip are looked up there too, so a flip costs O(1) instead of O(rank).
+
+Over Z2 the result is Hensel-lifted along its orbits: ``orbit_tie`` gives the unknowns of an
+invariant scheme (an orbit's representative, a fixed term's x) and ``search.lift.hensel_lift(
+tie=...)`` keeps every step invariant; a plain lift is the fallback.
+
+Measured on <5,5,5> mod 2 (one walker on a shared core 1, seed 0, 10 min): from naive with one
+split (6 fixed terms) 105 at 753 s in 20 min and no lower, and that 105 did not lift (mod 8);
+from the 3-cube start with the O(rank) scan, 99 at 233 s; with the index (1.1 M orbit flips per
+CPU-second), 99 at 13 s and no lower in 10 min (``--plateau 50000 --plateau-min 5000
+--path-length 1000000 --max-plus 6 --reset-flips 50000000``).
 """
 
 from __future__ import annotations
@@ -65,6 +87,8 @@ def transpose_table(n: int) -> np.ndarray:
 
 @njit(cache=True, inline="always")
 def _tr(x, table):
+    if x == _ZERO:  # every N factor mod 2
+        return _ZERO
     out = _ZERO
     for b in range(table.shape[0]):
         out |= table[b, (x >> np.uint64(8 * b)) & np.uint64(255)]
@@ -85,12 +109,18 @@ def _sigma_into(P, N, i, j, table):
 
 @njit(cache=True)
 def _regen(P, N, r, table):
-    """Rewrite the two other rows of r's orbit as σr and σ²r."""
+    """Rewrite the two other rows of r's orbit as σr = (zᵀ, x, yᵀ) and σ²r = (y, zᵀ, xᵀ)."""
     base = r - r % 3
     j1 = base + (r % 3 + 1) % 3
     j2 = base + (r % 3 + 2) % 3
-    _sigma_into(P, N, r, j1, table)
-    _sigma_into(P, N, j1, j2, table)
+    xp, xn, yp, yn = P[r, 0], N[r, 0], P[r, 1], N[r, 1]
+    ztp, ztn = _tr(P[r, 2], table), _tr(N[r, 2], table)
+    P[j1, 0], N[j1, 0] = ztp, ztn
+    P[j1, 1], N[j1, 1] = xp, xn
+    P[j1, 2], N[j1, 2] = _tr(yp, table), _tr(yn, table)
+    P[j2, 0], N[j2, 0] = yp, yn
+    P[j2, 1], N[j2, 1] = ztp, ztn
+    P[j2, 2], N[j2, 2] = _tr(xp, table), _tr(xn, table)
 
 
 @njit(cache=True)
@@ -122,16 +152,16 @@ def _is_fixed(P, N, r, table):
 
 
 @njit(cache=True)
-def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table):
+def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table, collapse=True):
     """Reductions of the watched terms (see the module docs). Returns (R, number of fixed terms, reductions)."""
     hint = -np.ones(watch.shape[0], np.int64)
     near = -np.ones(watch.shape[0], np.int64)
     ix = np.zeros(1, np.int64)  # not read without hints
-    return _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix)
+    return _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse)
 
 
 @njit(cache=True)
-def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix):
+def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse=True):
     """``_sym_settle`` where ``hint[w]`` is the one slot of term ``watch[w]`` that changed (−1: unknown)
     and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none).
 
@@ -157,7 +187,7 @@ def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix):
                 hint[:] = -1
                 changed = True
                 break
-            if mod2 and _is_fixed(P, N, x, table):
+            if mod2 and collapse and _is_fixed(P, N, x, table):
                 for t in range(3):
                     FP[nf, t] = P[x, t]
                     FN[nf, t] = N[x, t]
@@ -310,10 +340,12 @@ def _sym_plus(P, N, R, rng, mod2, tries, table):
 
 
 @njit(cache=True)
-def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_rank, rng, out, table):
+def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_rank, rng, out, table, collapse=True):
     """``kernel.walk`` on the orbit part (R = 3·orbits rows); ``nfix[0]`` fixed terms in FP/FN.
 
-    ``stop_rank`` and ``max_rank`` count the whole scheme (orbit rows + fixed terms). Flips are
+    ``stop_rank`` and ``max_rank`` count the whole scheme (orbit rows + fixed terms). With
+    ``collapse`` False the Z2 reduction of a σ-fixed orbit to one fixed term is not taken (it
+    changes the rank mod 3: a walk aiming at a rank of the start's residue would leave it). Flips are
     drawn from an index of the rows' slot-0 factors, kept up to date row by row after a flip
     and rebuilt after a reduction or a plus transition (rare next to flips).
     """
@@ -342,7 +374,7 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
                         watch[0] = r
                         watch[1] = s
                         watch[2] = nw
-                        R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table)
+                        R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
                         reductions += red
                         index_rebuild(ix, ik, P, N, R, mod2)
                         misses = 0
@@ -366,7 +398,7 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
         near[0] = s // 3
         near[1] = r // 3
         near[2] = -1
-        R2, nf, red = _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix)
+        R2, nf, red = _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse)
         if red > 0:
             reductions += red
             since = 0
@@ -379,7 +411,7 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
                 watch[0] = r
                 watch[1] = s
                 watch[2] = nw
-                R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table)
+                R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
                 reductions += red
                 index_rebuild(ix, ik, P, N, R, mod2)
             since = 0
@@ -670,6 +702,8 @@ class SymmetricConfig:
     max_plus: int = 6  # plus transitions may go this far above the lineage's best rank (2 orbits)
     reset_flips: int | None = 20_000_000
     fresh_resets: bool = False  # a reset restarts from the start, not from a recent improvement (Poole's runs)
+    collapse: bool | None = None  # Z2 orbit -> fixed term reductions (None: off when the start has the target's residue mod 3)
+    levels: bool = False  # rank by rank with pools (symmetric_pool_search) instead of lineages
     splits: int | None = None  # fixed terms split at the start (None: as the target rank's residue mod 3 needs)
     parts: tuple[tuple[int, ...], ...] | None = None  # diagonal start: one fixed term per part (diagonal_state)
     pool_size: int = 100
@@ -690,16 +724,9 @@ class SymmetricResult:
     cpu_seconds: float = 0.0
 
 
-def symmetric_walk_search(n: int, config: SymmetricConfig,
-                          on_best: Callable[[float, Factorization], None] | None = None,
-                          should_stop: Callable[[], bool] | None = None,
-                          provenance: Provenance | None = None) -> SymmetricResult:
-    """Walk the symmetric flip graph of <n,n,n> from the naive algorithm (lineages, pools, plus
-    transitions as in ``walker.walk_search``); every reported scheme is verified exactly and
-    checked to be invariant."""
-    cfg = config
-    mod2 = cfg.field == "Z2"
-    table = transpose_table(n)
+def _start(n: int, cfg: SymmetricConfig) -> tuple[SymmetricState, str, bool]:
+    """The start of a search (naive with splits, or a diagonal start), its name, and whether Z2
+    collapses are taken (``cfg.collapse``; None: only when the start lacks the target's residue)."""
     cap = n ** 3 + 3 * cfg.max_plus + 60
     if cfg.parts is not None:
         if cfg.splits:
@@ -714,6 +741,113 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
         for q in range(splits):
             st0 = split_fixed(st0, q % n, (q % n + 1 + q // n) % n, cfg.field)
         start_name = f"naive-{n}x{n}x{n}" + (f"-split{splits}" if splits else "")
+    collapse = cfg.collapse
+    if collapse is None:  # a collapse changes the rank mod 3 for good: off when the start has the target's residue
+        collapse = not cfg.target_rank or (cfg.target_rank - st0.rank) % 3 != 0
+    return st0, start_name, collapse
+
+
+def _state_key(st: SymmetricState) -> bytes:
+    """The scheme up to the order of orbits and fixed terms (orbits by their sorted rows)."""
+    orbits = sorted(tuple(sorted(zip(map(tuple, st.P[3 * k:3 * k + 3].tolist()), map(tuple, st.N[3 * k:3 * k + 3].tolist()))))
+                    for k in range(st.R // 3))
+    fixed = sorted(zip(map(tuple, st.FP[:st.nf].tolist()), map(tuple, st.FN[:st.nf].tolist())))
+    return repr((orbits, fixed)).encode()
+
+
+def symmetric_pool_search(n: int, config: SymmetricConfig,
+                          on_best: Callable[[float, Factorization], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None,
+                          provenance: Provenance | None = None) -> SymmetricResult:
+    """Rank by rank with pools (``search.flips.pools`` for invariant schemes): a runner walks
+    ``path_length`` flips from a random member of the current level's pool (plus transitions up to
+    ``max_plus`` above the level); the schemes it brings below the level fill the next pool
+    (distinct up to the order of orbits), and a level ends when that pool holds ``pool_size``
+    schemes, or holds one and the level has spent its first success's flips again over 4 runners
+    more. Every scheme that lowers the best rank is verified exactly and checked invariant."""
+    cfg = config
+    mod2 = cfg.field == "Z2"
+    table = transpose_table(n)
+    st0, start_name, collapse = _start(n, cfg)
+    rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 3)], np.uint64)
+    out = np.zeros(5, np.int64)
+    nfix = np.zeros(1, np.int64)
+    pick = np.random.default_rng(cfg.seed)
+    base = provenance or Provenance()
+    best = to_factorization(st0, cfg.field, start_name, base)
+    best_rank = level = st0.rank
+    pool = [st0]
+    nxt: dict[bytes, SymmetricState] = {}
+    level_flips, first, after = 0, None, 0
+    t0, c0 = time.perf_counter(), time.thread_time()
+    flips = 0
+    history = [(0.0, st0.rank)]
+    target = cfg.target_rank or 0
+
+    def done() -> bool:
+        return (best_rank <= target or time.perf_counter() - t0 >= cfg.budget_s
+                or (cfg.max_flips is not None and flips >= cfg.max_flips)
+                or (should_stop is not None and should_stop()))
+
+    while not done():
+        cur = pool[int(pick.integers(len(pool)))].copy()
+        plateau = cfg.plateau if cfg.plateau_min is None else int(pick.integers(cfg.plateau_min, cfg.plateau + 1))
+        spent = 0
+        while spent < cfg.path_length and cur.rank >= level and not done():
+            k = min(cfg.chunk, cfg.path_length - spent)
+            if cfg.max_flips is not None:
+                k = max(1, min(k, cfg.max_flips - flips))
+            nfix[0] = cur.nf
+            cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, nfix, mod2, level - 1, k, plateau,
+                             level + cfg.max_plus, rng, out, table, collapse)
+            cur.nf = int(nfix[0])
+            spent += int(out[K.OUT_FLIPS])
+            flips += int(out[K.OUT_FLIPS])
+            if out[K.OUT_FLIPS] < k and cur.rank >= level:
+                break  # nothing moves
+        level_flips += spent
+        if first is not None:
+            after += 1
+        if cur.rank < level:
+            nxt.setdefault(_state_key(cur), cur)
+            if first is None:
+                first = level_flips
+            if cur.rank < best_rank:
+                t = time.perf_counter() - t0
+                f = to_factorization(cur, cfg.field, f"flips-sym-{n}x{n}x{n}-r{cur.rank}" + ("-mod2" if mod2 else ""), base)
+                res = f.verify()
+                if not res or not is_invariant(f):
+                    raise FactorizationError(f"symmetric walk produced a bad scheme: {res.describe()}, "
+                                             f"invariant={is_invariant(f)}")
+                best_rank, best = cur.rank, f
+                history.append((t, cur.rank))
+                if on_best is not None:
+                    on_best(t, f)
+        if nxt and (len(nxt) >= cfg.pool_size or best_rank <= target
+                    or (level_flips >= 2 * first and after >= 4)):
+            low = min(st.rank for st in nxt.values())
+            pool = [st for st in nxt.values() if st.rank == low]
+            level, nxt, level_flips, first, after = low, {}, 0, None, 0
+        elif spent == 0:
+            break
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0)
+
+
+def symmetric_walk_search(n: int, config: SymmetricConfig,
+                          on_best: Callable[[float, Factorization], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None,
+                          provenance: Provenance | None = None,
+                          on_reset: Callable[[float, int], None] | None = None) -> SymmetricResult:
+    """Walk the symmetric flip graph of <n,n,n> from the naive algorithm (lineages, pools, plus
+    transitions as in ``walker.walk_search``); every reported scheme is verified exactly and
+    checked to be invariant. ``on_reset(seconds, rank)`` hears the lowest rank of each lineage
+    that is abandoned after ``reset_flips`` flips without improving."""
+    cfg = config
+    if cfg.levels:
+        return symmetric_pool_search(n, cfg, on_best, should_stop, provenance)
+    mod2 = cfg.field == "Z2"
+    table = transpose_table(n)
+    st0, start_name, collapse = _start(n, cfg)
     rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 1)], np.uint64)
     out = np.zeros(5, np.int64)
     nfix = np.zeros(1, np.int64)
@@ -745,7 +879,7 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
                 k = min(k, cfg.max_flips - flips)
             nfix[0] = cur.nf
             cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, nfix, mod2, lineage_rank - 1, k, plateau,
-                             lineage_rank + cfg.max_plus, rng, out, table)
+                             lineage_rank + cfg.max_plus, rng, out, table, collapse)
             cur.nf = int(nfix[0])
             path += int(out[K.OUT_FLIPS])
             flips += int(out[K.OUT_FLIPS])
@@ -777,6 +911,8 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
                     on_best(t, f)
             continue
         if cfg.reset_flips is not None and lineage_flips >= cfg.reset_flips:
+            if on_reset is not None:  # the lineage's lowest rank, before it is abandoned
+                on_reset(time.perf_counter() - t0, lineage_rank)
             cur = (starts[0] if cfg.fresh_resets else starts[int(pick.integers(len(starts)))]).copy()
             lineage_rank = cur.rank
             lineage_flips = 0
