@@ -141,7 +141,7 @@ def _symmetric(x: np.ndarray, mod: int) -> np.ndarray:
 
 
 def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: int = 0,
-                tie: np.ndarray | None = None) -> LiftReport:
+                tie: np.ndarray | None = None, integral: bool = False) -> LiftReport:
     """Lift the mod-2 scheme ``f`` to one valid over Q; ``LiftReport.describe()`` says how it went.
 
     The first attempt sets the free variables to zero; when it fails for a reason that is not
@@ -153,6 +153,9 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
     ``search.flips.symmetric.orbit_tie``). The unknowns are p and the Jacobian is J·L with L the
     0/1 map p → x (the chain rule; its column sums are taken mod 2). Entries of x that must be
     equal mod 2 must be equal in ``f``.
+
+    With ``integral`` a lift whose coefficients are fractions (odd denominators) counts as a
+    failure and the next attempt draws other free variables: only a scheme valid over Z is returned.
     """
     if not f.is_integral:
         raise ValueError(f"{f.label()}: Hensel lifting starts from an integral (mod-2) scheme")
@@ -215,6 +218,9 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
             Rfree = bits[:, free_cols].astype(np.int64)
         rep = _lift_from(f, x0, T, M, piv, rank, free, free_cols, Rfree, gen if attempt else None,
                          max_exponent, A, B, C, R, tie)
+        if rep.ok and integral and not rep.factorization.is_integral:
+            rep = replace(rep, ok=False, factorization=None,
+                          reason="the lift has fractional coefficients (odd denominators), not valid over Z")
         if rep.ok or rep.definitive:
             return replace(rep, attempts=attempt + 1)
         reports.append(rep)
@@ -308,7 +314,7 @@ def _lifted_name(f: Factorization) -> str:
     return name[:-5] if name.endswith("-mod2") else name + "-lifted"
 
 
-def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftReport:
+def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0, tie: np.ndarray | None = None) -> LiftReport:
     """Signs for a mod-2 scheme: a scheme valid over Z with the same support and entries ±1.
 
     Every 1 becomes 1 + 2δ (δ = 1 gives −1 mod 4) and every 0 stays 0, so the lift mod 4 is the
@@ -317,6 +323,9 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
     then random choices of the free variables) is checked exactly over Z. A Hensel lift keeps the
     coefficients it needs (often ±2, ±3); this one keeps the ternary form that the flip walk,
     the addition-aware walk and the kernels prefer, or reports that none was found.
+
+    ``tie`` (as in ``hensel_lift``) gives tied coefficients one sign: a Z3-invariant scheme keeps
+    its symmetry (``search.flips.symmetric.orbit_tie``), with a third of the sign variables.
     """
     if not f.is_integral:
         raise ValueError(f"{f.label()}: ternary lifting starts from an integral (mod-2) scheme")
@@ -343,7 +352,18 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
             J[:, :, c, (A + B + c) * R + r] = uv[:, :, r]
     E = A * B * C
     JS = J.reshape(E, -1)[:, S]
-    ns = len(S)
+    del J
+    inv = None
+    if tie is not None:  # one sign per tied group of the support: the columns summed mod 2
+        tie = np.asarray(tie, np.int64)
+        up, inv = np.unique(tie[S], return_inverse=True)
+        if np.any(x0[np.isin(tie, up)] == 0):
+            raise ValueError("tie joins coefficients that differ mod 2")
+        Jt = np.zeros((E, len(up)), np.uint8)
+        for i in range(len(S)):
+            Jt[:, inv[i]] ^= JS[:, i]
+        JS = Jt
+    ns = JS.shape[1]
     packed = _pack(np.concatenate([JS, np.eye(E, dtype=np.uint8)], axis=1))
     piv = _rref_gf2(packed, ns)
     rank = int((piv >= 0).sum())
@@ -366,7 +386,7 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
         delta[free_cols] = xf
         delta[piv[:rank]] = (y[:rank] + Rfree @ xf) % 2
         x = x0.copy()
-        x[S] = 1 - 2 * delta
+        x[S] = 1 - 2 * (delta if inv is None else delta[inv])
         U, V, W = _split(x, A, B, C, R)
         if np.any(np.einsum("ir,jr,kr->ijk", U, V, W) != T):  # cheap exact check before the Factorization
             continue

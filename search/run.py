@@ -287,13 +287,8 @@ def run_flips(args: argparse.Namespace) -> int:
     lifted = None
     if field == "Z2" and args.lift == "hensel":
         from search.lift import hensel_lift
-        if args.symmetric:  # along the orbits first: the lift stays invariant (search.flips.symmetric.orbit_tie)
-            from search.flips.symmetric import orbit_tie
-            lr = hensel_lift(best, tie=orbit_tie(best))
-            summary["lift"] = "orbit-wise: " + lr.describe()
-            if not lr.ok:
-                lr = hensel_lift(best)
-                summary["lift"] += "; plain: " + lr.describe()
+        if args.symmetric or _invariant(best):  # along the orbits first (search.flips.symmetric)
+            lr, summary["lift"] = _lift_invariant(best)
         else:
             lr = hensel_lift(best)
             summary["lift"] = lr.describe()
@@ -360,6 +355,37 @@ def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
                                 provenance=replace(prov, method=method),
                                 on_reset=lambda t, r: rep.event("lineage", r))
     return WalkResult(res.best, res.flips, res.seconds, res.history, 0, 0, res.cpu_seconds)
+
+
+def _invariant(f: Factorization) -> bool:
+    from search.flips.symmetric import is_invariant
+    n = f.shape[0]
+    return f.shape == (n, n, n) and is_invariant(f)
+
+
+def _lift_invariant(best: Factorization):
+    """Lift a Z3-invariant mod-2 scheme, trying in turn: signs along the orbits (valid over Z,
+    entries ±1, still invariant), Hensel along the orbits (integral only), plain signs, plain
+    Hensel (integral first, then any). Returns (the last LiftReport, what each try said).
+
+    Measured on a <5,5,5;99> from the 3-cube walk: the orbit-wise signs lift at the first
+    candidate (5 s), while orbit-wise Hensel failed mod 8 for 64 choices of the free variables
+    and the plain Hensel lift needed the denominators 3 and 5.
+    """
+    from search.flips.symmetric import orbit_tie
+    from search.lift import hensel_lift, ternary_lift
+    tie = orbit_tie(best)
+    said = []
+    for name, lift in (("orbit-wise signs", lambda: ternary_lift(best, tries=4096, tie=tie)),
+                       ("orbit-wise Hensel", lambda: hensel_lift(best, tie=tie, tries=16, integral=True)),
+                       ("signs", lambda: ternary_lift(best, tries=4096)),
+                       ("Hensel over Z", lambda: hensel_lift(best, tries=16, integral=True)),
+                       ("Hensel over Q", lambda: hensel_lift(best))):
+        lr = lift()
+        said.append(f"{name}: {lr.describe()}")
+        if lr.ok:
+            break
+    return lr, "; ".join(said)
 
 
 def _ternary_walk(best: Factorization, budget: float, seed: int):

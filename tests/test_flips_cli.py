@@ -93,7 +93,7 @@ def test_flips_cli_symmetric_and_ternary_lift(tmp_path, capsys):
 
 def test_flips_cli_symmetric_diagonal_start_lifts_orbit_wise(tmp_path, capsys):
     """--cubes: the diagonal start (naive fixed terms merged along a partition); mod 2 with --lift the
-    scheme is lifted along its orbits, and both the mod-2 and the lifted scheme are saved invariant."""
+    scheme gets signs along its orbits, and both the mod-2 and the lifted scheme (over Z) are saved invariant."""
     import json
     from search.flips.symmetric import is_invariant
     out = tmp_path / "d.npz"
@@ -101,11 +101,11 @@ def test_flips_cli_symmetric_diagonal_start_lifts_orbit_wise(tmp_path, capsys):
                "--budget", "120s", "--max-flips", "3000000", "--seed", "1", "--lift", "--out", str(out),
                "--no-progress"])
     summary = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
-    assert rc == 0 and summary["lift"].startswith("orbit-wise: lifted")
+    assert rc == 0 and summary["lift"].startswith("orbit-wise signs: lifted")
     fs = load(out)
     assert sorted(f.field for f in fs) == ["Q", "Z2"]
     for f in fs:
-        assert f.rank == 23 and f.verify() and is_invariant(f)
+        assert f.rank == 23 and f.verify() and is_invariant(f) and f.is_integral
     with pytest.raises(SystemExit):
         main(["--shape", "3,3,3", "--symmetric", "--cubes", "0+1", "--budget", "1s", "--no-progress"])
 

@@ -183,3 +183,33 @@ def test_symmetric_pool_search_lowers_rank_and_stays_invariant(field):
     assert f.verify() and is_invariant(f) and f.rank == 23
     ranks = [r for _, r in res.history]
     assert ranks == sorted(ranks, reverse=True)
+
+
+def test_orbit_wise_signs_lift_keeps_schemes_integral_and_invariant():
+    """ternary_lift(tie=orbit_tie(f)): one sign per orbit entry, so the lift is ±1 and invariant.
+    Strassen and naive <3,3,3> reduced mod 2 get signs back; a walk-found <3,3,3;23> mod 2 from a
+    diagonal start lifts to a scheme valid over Z with the same support (or the report says why)."""
+    from compiler.factors import Factorization
+    from search.lift import ternary_lift
+    for f in (library_algorithm("strassen"), naive(3, 3, 3)):
+        g = Factorization(f.shape, f.U, f.V, f.W, "Z2", "x-mod2")
+        rep = ternary_lift(g, tie=orbit_tie(g))
+        assert rep.ok, rep.describe()
+        h = rep.factorization
+        assert h.verify() and h.is_integral and is_invariant(h)
+        assert np.abs(np.asarray(h.U, np.int64)).max() == 1
+    res = symmetric_walk_search(3, SymmetricConfig(field="Z2", target_rank=23, max_flips=3_000_000, budget_s=120,
+                                                   seed=1, parts=((0, 1), (2,))))
+    rep = ternary_lift(res.best, tie=orbit_tie(res.best))
+    if rep.ok:
+        h = rep.factorization
+        assert h.verify() and h.is_integral and is_invariant(h) and h.rank == 23
+    else:
+        assert rep.reason
+
+
+def test_hensel_integral_flag_only_returns_schemes_over_z():
+    from compiler.factors import Factorization
+    f = library_algorithm("laderman")
+    rep = hensel_lift(Factorization(f.shape, f.U, f.V, f.W, "Z2", "l-mod2"), integral=True)
+    assert rep.ok and rep.factorization.is_integral and rep.factorization.verify()
