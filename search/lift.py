@@ -140,11 +140,22 @@ def _symmetric(x: np.ndarray, mod: int) -> np.ndarray:
     return np.where(x >= mod // 2, x - mod, x)
 
 
-def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: int = 0) -> LiftReport:
+def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: int = 0,
+                tie: np.ndarray | None = None, integral: bool = False) -> LiftReport:
     """Lift the mod-2 scheme ``f`` to one valid over Q; ``LiftReport.describe()`` says how it went.
 
     The first attempt sets the free variables to zero; when it fails for a reason that is not
     definitive, up to ``tries − 1`` more attempts pick them at random (seeded) at every step.
+
+    ``tie`` restricts the lift to schemes with a given structure: the coefficient vector
+    x = (U, V, W raveled) is ``p[tie]`` for a shorter vector p of unknowns, so equal ``tie``
+    entries stay equal in every step (a Z3-invariant scheme keeps its symmetry:
+    ``search.flips.symmetric.orbit_tie``). The unknowns are p and the Jacobian is J·L with L the
+    0/1 map p → x (the chain rule; its column sums are taken mod 2). Entries of x that must be
+    equal mod 2 must be equal in ``f``.
+
+    With ``integral`` a lift whose coefficients are fractions (odd denominators) counts as a
+    failure and the next attempt draws other free variables: only a scheme valid over Z is returned.
     """
     if not f.is_integral:
         raise ValueError(f"{f.label()}: Hensel lifting starts from an integral (mod-2) scheme")
@@ -156,6 +167,16 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
     A, B, C = T.shape
     R = f.rank
     nx = R * (A + B + C)
+    x0 = np.concatenate([U0.ravel(), V0.ravel(), W0.ravel()]).astype(np.int64)
+    if tie is not None:
+        tie = np.asarray(tie, np.int64)
+        if tie.shape != (nx,) or tie.min() < 0:
+            raise ValueError(f"tie must map each of the {nx} coefficients to an unknown")
+        npar = int(tie.max()) + 1
+        p0 = np.zeros(npar, np.int64)
+        p0[tie] = x0
+        if not np.array_equal(p0[tie], x0):
+            raise ValueError("tie joins coefficients that differ mod 2")
     # Jacobian mod 2: row (a,b,c); columns U[a',r] (a'·R + r), V[b',r], W[c',r]
     J = np.zeros((A, B, C, nx), np.uint8)
     vw = (V0[:, None, :] * W0[None, :, :]) & 1  # (B, C, R): ∂F[a,b,c]/∂U[a,r] = V[b,r]·W[c,r]
@@ -169,16 +190,25 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
         for c in range(C):
             J[:, :, c, (A + B + c) * R + r] = uv[:, :, r]
     E = A * B * C
-    aug = np.concatenate([J.reshape(E, nx), np.eye(E, dtype=np.uint8)], axis=1)
+    J = J.reshape(E, nx)
+    if tie is not None:  # J·L: the columns of tied coefficients summed mod 2
+        Jp = np.zeros((E, npar), np.uint8)
+        for i in range(nx):
+            Jp[:, tie[i]] ^= J[:, i]
+        J, ncols = Jp, npar
+    else:
+        ncols = nx
+    aug = np.concatenate([J, np.eye(E, dtype=np.uint8)], axis=1)
+    del J
     packed = _pack(aug)
-    piv = _rref_gf2(packed, nx)
+    del aug
+    piv = _rref_gf2(packed, ncols)
     rank = int((piv >= 0).sum())
     # M = the row operations (identity part); rows < rank give pivot variables, rows ≥ rank
     # are the consistency conditions.
-    M = _unpack_tail(packed, nx, E)
-    free = nx - rank
-    x0 = np.concatenate([U0.ravel(), V0.ravel(), W0.ravel()]).astype(np.int64)
-    free_cols = np.setdiff1d(np.arange(nx), piv[:rank])
+    M = _unpack_tail(packed, ncols, E)
+    free = ncols - rank
+    free_cols = np.setdiff1d(np.arange(ncols), piv[:rank])
     Rfree = None
     gen = np.random.default_rng(seed)
     reports = []
@@ -187,7 +217,10 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
             bits = np.unpackbits(packed[:rank].view(np.uint8).reshape(rank, -1), axis=1, bitorder="little")
             Rfree = bits[:, free_cols].astype(np.int64)
         rep = _lift_from(f, x0, T, M, piv, rank, free, free_cols, Rfree, gen if attempt else None,
-                         max_exponent, A, B, C, R)
+                         max_exponent, A, B, C, R, tie)
+        if rep.ok and integral and not rep.factorization.is_integral:
+            rep = replace(rep, ok=False, factorization=None,
+                          reason="the lift has fractional coefficients (odd denominators), not valid over Z")
         if rep.ok or rep.definitive:
             return replace(rep, attempts=attempt + 1)
         reports.append(rep)
@@ -196,10 +229,13 @@ def hensel_lift(f: Factorization, max_exponent: int = 20, tries: int = 8, seed: 
                    reason=last.reason + f" (tried {len(reports)} choices of the free variables)")
 
 
-def _lift_from(f, x, T, M, piv, rank, free, free_cols, Rfree, gen, max_exponent, A, B, C, R) -> LiftReport:
-    """One lifting attempt; free variables zero (``gen`` None) or random at every step."""
+def _lift_from(f, x, T, M, piv, rank, free, free_cols, Rfree, gen, max_exponent, A, B, C, R, tie=None) -> LiftReport:
+    """One lifting attempt; free variables zero (``gen`` None) or random at every step.
+
+    ``x`` is the full coefficient vector; with ``tie`` the solved unknowns δ live in the tied
+    space and x moves by δ[tie]."""
     history = []
-    nx = x.shape[0]
+    ncols = len(x) if tie is None else int(tie.max()) + 1
     for k in range(1, max_exponent):
         mod = 2 ** (k + 1)
         U, V, W = _split(x, A, B, C, R)
@@ -213,18 +249,21 @@ def _lift_from(f, x, T, M, piv, rank, free, free_cols, Rfree, gen, max_exponent,
             reason = (f"the Brent equations mod 2^{k + 1} have no solution above this one "
                       f"({bad} inconsistent conditions)")
             if k == 1:
-                reason += ": no 2-adic lift exists, the scheme is genuinely mod-2 only"
+                reason += (": no 2-adic lift with this structure exists" if tie is not None
+                           else ": no 2-adic lift exists, the scheme is genuinely mod-2 only")
             else:
                 reason += ": an earlier free-variable choice may be to blame"
             return LiftReport(False, None, k, reason, definitive=(k == 1), free_variables=free,
                               history=tuple(history))
-        delta = np.zeros(nx, np.int64)
+        delta = np.zeros(ncols, np.int64)
         if gen is None or Rfree is None or not len(free_cols):
             delta[piv[:rank]] = y[:rank]
         else:  # pivot = y + Σ_free R[i, j]·x_j (mod 2) for random free x
             xf = gen.integers(0, 2, len(free_cols))
             delta[free_cols] = xf
             delta[piv[:rank]] = (y[:rank] + Rfree @ xf) % 2
+        if tie is not None:
+            delta = delta[tie]
         x = x + (2**k) * delta
         history.append(f"mod 2^{k + 1}: {int(delta.sum())} coefficients changed")
         # the symmetric residues, as integers: often already the lift
@@ -238,7 +277,7 @@ def _lift_from(f, x, T, M, piv, rank, free, free_cols, Rfree, gen, max_exponent,
         return LiftReport(False, None, max_exponent,
                           f"solved mod 2^{max_exponent} but some coefficients are no small rational "
                           "(the free-variable choice may be to blame)", free_variables=free, history=tuple(history))
-    arr = np.empty(nx, dtype=object)
+    arr = np.empty(len(x), dtype=object)
     arr[:] = fr
     g = _make(f, arr, A, B, C, R)
     if g is None:
@@ -275,7 +314,7 @@ def _lifted_name(f: Factorization) -> str:
     return name[:-5] if name.endswith("-mod2") else name + "-lifted"
 
 
-def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftReport:
+def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0, tie: np.ndarray | None = None) -> LiftReport:
     """Signs for a mod-2 scheme: a scheme valid over Z with the same support and entries ±1.
 
     Every 1 becomes 1 + 2δ (δ = 1 gives −1 mod 4) and every 0 stays 0, so the lift mod 4 is the
@@ -284,6 +323,9 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
     then random choices of the free variables) is checked exactly over Z. A Hensel lift keeps the
     coefficients it needs (often ±2, ±3); this one keeps the ternary form that the flip walk,
     the addition-aware walk and the kernels prefer, or reports that none was found.
+
+    ``tie`` (as in ``hensel_lift``) gives tied coefficients one sign: a Z3-invariant scheme keeps
+    its symmetry (``search.flips.symmetric.orbit_tie``), with a third of the sign variables.
     """
     if not f.is_integral:
         raise ValueError(f"{f.label()}: ternary lifting starts from an integral (mod-2) scheme")
@@ -310,7 +352,18 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
             J[:, :, c, (A + B + c) * R + r] = uv[:, :, r]
     E = A * B * C
     JS = J.reshape(E, -1)[:, S]
-    ns = len(S)
+    del J
+    inv = None
+    if tie is not None:  # one sign per tied group of the support: the columns summed mod 2
+        tie = np.asarray(tie, np.int64)
+        up, inv = np.unique(tie[S], return_inverse=True)
+        if np.any(x0[np.isin(tie, up)] == 0):
+            raise ValueError("tie joins coefficients that differ mod 2")
+        Jt = np.zeros((E, len(up)), np.uint8)
+        for i in range(len(S)):
+            Jt[:, inv[i]] ^= JS[:, i]
+        JS = Jt
+    ns = JS.shape[1]
     packed = _pack(np.concatenate([JS, np.eye(E, dtype=np.uint8)], axis=1))
     piv = _rref_gf2(packed, ns)
     rank = int((piv >= 0).sum())
@@ -333,7 +386,7 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0) -> LiftRepo
         delta[free_cols] = xf
         delta[piv[:rank]] = (y[:rank] + Rfree @ xf) % 2
         x = x0.copy()
-        x[S] = 1 - 2 * delta
+        x[S] = 1 - 2 * (delta if inv is None else delta[inv])
         U, V, W = _split(x, A, B, C, R)
         if np.any(np.einsum("ir,jr,kr->ijk", U, V, W) != T):  # cheap exact check before the Factorization
             continue

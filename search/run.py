@@ -94,6 +94,11 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="<n,n,n> only: walk the symmetric flip graph (Z3-invariant schemes, orbit by orbit) from naive")
     g.add_argument("--splits", type=int, default=None,
                    help="--symmetric: fixed terms to split at the start (default: as the target's residue mod 3 needs)")
+    g.add_argument("--cubes", default=None, metavar="PARTS",
+                   help="--symmetric: diagonal start, the naive fixed terms (E_ii)^3 merged along a partition of "
+                        "0..n-1 written like 0+4,1+3,2 (one fixed term (sum of E_ii)^3 per part; Moosbauer & Poole)")
+    g.add_argument("--fresh-resets", action="store_true",
+                   help="--symmetric: --reset-flips restarts from the start itself (independent runs), not from a recent improvement")
     g.add_argument("--levels", action="store_true",
                    help="rank by rank with pools (search.flips.pools): --pool-size distinct schemes per rank, "
                         "each runner walks --path-length flips from a random pool member; with --workers N, "
@@ -284,8 +289,11 @@ def run_flips(args: argparse.Namespace) -> int:
     lifted = None
     if field == "Z2" and args.lift == "hensel":
         from search.lift import hensel_lift
-        lr = hensel_lift(best)
-        summary["lift"] = lr.describe()
+        if args.symmetric or _invariant(best):  # along the orbits first (search.flips.symmetric)
+            lr, summary["lift"] = _lift_invariant(best)
+        else:
+            lr = hensel_lift(best)
+            summary["lift"] = lr.describe()
         if lr.ok:
             lifted = lr.factorization
     elif field == "Z2" and args.lift == "ternary":
@@ -337,7 +345,7 @@ def _levels(start: Factorization, cfg, args, prov: Provenance, rep: "_Reporter")
 
 def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     """One symmetric walker (search.flips.symmetric) from the naive <n,n,n>, as a WalkResult."""
-    from search.flips.symmetric import SymmetricConfig, symmetric_walk_search
+    from search.flips.symmetric import SymmetricConfig, parse_parts, symmetric_walk_search
     from search.flips.walker import WalkResult
     n = shape[0]
     if shape != (n, n, n) or args.start != "naive":
@@ -347,11 +355,44 @@ def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     scfg = SymmetricConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s,
                            max_flips=cfg.max_flips, path_length=cfg.path_length, plateau=cfg.plateau,
                            plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, reset_flips=cfg.reset_flips,
-                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed)
+                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed, fresh_resets=args.fresh_resets, levels=args.levels,
+                           parts=tuple(map(tuple, parse_parts(args.cubes, n))) if args.cubes else None)
     method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk")
     res = symmetric_walk_search(n, scfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
-                                provenance=replace(prov, method=method))
+                                provenance=replace(prov, method=method),
+                                on_reset=lambda t, r: rep.event("lineage", r))
     return WalkResult(res.best, res.flips, res.seconds, res.history, 0, 0, res.cpu_seconds)
+
+
+def _invariant(f: Factorization) -> bool:
+    from search.flips.symmetric import is_invariant
+    n = f.shape[0]
+    return f.shape == (n, n, n) and is_invariant(f)
+
+
+def _lift_invariant(best: Factorization):
+    """Lift a Z3-invariant mod-2 scheme, trying in turn: signs along the orbits (valid over Z,
+    entries ±1, still invariant), Hensel along the orbits (integral only), plain signs, plain
+    Hensel (integral first, then any). Returns (the last LiftReport, what each try said).
+
+    Measured on a <5,5,5;99> from the 3-cube walk: the orbit-wise signs lift at the first
+    candidate (5 s), while orbit-wise Hensel failed mod 8 for 64 choices of the free variables
+    and the plain Hensel lift needed the denominators 3 and 5.
+    """
+    from search.flips.symmetric import orbit_tie
+    from search.lift import hensel_lift, ternary_lift
+    tie = orbit_tie(best)
+    said = []
+    for name, lift in (("orbit-wise signs", lambda: ternary_lift(best, tries=4096, tie=tie)),
+                       ("orbit-wise Hensel", lambda: hensel_lift(best, tie=tie, tries=16, integral=True)),
+                       ("signs", lambda: ternary_lift(best, tries=4096)),
+                       ("Hensel over Z", lambda: hensel_lift(best, tries=16, integral=True)),
+                       ("Hensel over Q", lambda: hensel_lift(best))):
+        lr = lift()
+        said.append(f"{name}: {lr.describe()}")
+        if lr.ok:
+            break
+    return lr, "; ".join(said)
 
 
 def _ternary_walk(best: Factorization, budget: float, seed: int):

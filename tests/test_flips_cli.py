@@ -91,6 +91,25 @@ def test_flips_cli_symmetric_and_ternary_lift(tmp_path, capsys):
         main(["--shape", "2,3,4", "--symmetric", "--budget", "1s", "--no-progress"])
 
 
+def test_flips_cli_symmetric_diagonal_start_lifts_orbit_wise(tmp_path, capsys):
+    """--cubes: the diagonal start (naive fixed terms merged along a partition); mod 2 with --lift the
+    scheme gets signs along its orbits, and both the mod-2 and the lifted scheme (over Z) are saved invariant."""
+    import json
+    from search.flips.symmetric import is_invariant
+    out = tmp_path / "d.npz"
+    rc = main(["--shape", "3,3,3", "--field", "Z2", "--symmetric", "--cubes", "0+1,2", "--target-rank", "23",
+               "--budget", "120s", "--max-flips", "3000000", "--seed", "1", "--lift", "--out", str(out),
+               "--no-progress"])
+    summary = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
+    assert rc == 0 and summary["lift"].startswith("orbit-wise signs: lifted")
+    fs = load(out)
+    assert sorted(f.field for f in fs) == ["Q", "Z2"]
+    for f in fs:
+        assert f.rank == 23 and f.verify() and is_invariant(f) and f.is_integral
+    with pytest.raises(SystemExit):
+        main(["--shape", "3,3,3", "--symmetric", "--cubes", "0+1", "--budget", "1s", "--no-progress"])
+
+
 def test_flips_cli_additions_sides_walk(tmp_path, capsys):
     """--objective additions over Z walks on per-side CSE counts from a product start (Strassen has no
     flips: changes of basis) and appends the best scheme with the walk's figures in its provenance."""
