@@ -1,17 +1,17 @@
-"""Rows of a bitmask scheme indexed by their slot-0 factor (up to sign), for flip draws in O(1).
+"""Rows of a bitmask scheme indexed by one slot's factor (up to sign), for flip draws in O(1).
 
 A flip needs two terms that share a factor. Scanning every term for a partner costs O(rank) per
 flip; this index keeps, for every distinct slot-0 factor, the rows holding it, and the list of
 factors held by two rows or more, so that a flip is drawn as "a shared factor, then two of its
 rows" (the draw of Poole's solver for Moosbauer & Poole's symmetric flip graph). The symmetric
 walk (search.flips.symmetric) needs slot 0 only: every factor of an invariant scheme is slot 0
-of some row of its orbit.
+of some row of its orbit; the plain walk (search.flips.kernel.walk) keeps one index per slot.
 
-The index is two flat arrays, made by ``new_index(capacity)``: ``ix`` (int64) and ``ik``
+The index is two flat arrays, made by ``new_index(capacity, slot)``: ``ix`` (int64) and ``ik``
 (uint64, the keys). Flat arrays, because numba reference-counts every array it takes out of a
 tuple or passes to a call: an index held as a tuple of 13 arrays cost 450 ns per update
 (measured), this one about a tenth of that. ``ix`` holds, after an 8-word header (H, B, hash
-shift, free buckets, shared buckets):
+shift, free buckets, shared buckets, the slot indexed):
 
 - an open-addressing hash table (linear probing, backward-shift deletion, H slots) from the
   key, the factor normalised in sign (ternary: the lowest entry positive), to a bucket;
@@ -30,12 +30,13 @@ from numba import njit
 _ZERO = np.uint64(0)
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_HDR = 8  # header words of ix: H, B, shift, free buckets, shared buckets
+_HDR = 8  # header words of ix: H, B, shift, free buckets, shared buckets, slot
 
 
 @njit(cache=True)
-def new_index(capacity):
-    """Empty index for schemes of at most ``capacity`` rows (call ``index_rebuild`` to fill it)."""
+def new_index(capacity, slot=0):
+    """Empty index of ``slot``'s factors for schemes of at most ``capacity`` rows (call
+    ``index_rebuild`` to fill it)."""
     B = capacity
     H = 1
     bits = 0
@@ -46,6 +47,7 @@ def new_index(capacity):
     ix[0] = H
     ix[1] = B
     ix[2] = 64 - bits
+    ix[5] = slot
     ik = np.zeros(2 * (H + B), np.uint64)
     return ix, ik
 
@@ -97,9 +99,10 @@ def _wh(ix):  # bucket -> place among the shared (-1: not shared)
 
 
 @njit(cache=True, inline="always")
-def _key(P, N, row, mod2):
-    p = P[row, 0]
-    n = _ZERO if mod2 else N[row, 0]
+def _key(ix, P, N, row, mod2):
+    t = ix[5]
+    p = P[row, t]
+    n = _ZERO if mod2 else N[row, t]
     s = p | n
     if n & (s & (~s + np.uint64(1))):  # the lowest entry is negative: negate
         return n, p
@@ -185,7 +188,7 @@ def index_remove(ix, ik, row):
 
 @njit(cache=True, inline="always")
 def index_add(ix, ik, P, N, row, mod2):
-    kp, kn = _key(P, N, row, mod2)
+    kp, kn = _key(ix, P, N, row, mod2)
     hb = _hb(ix)
     mask = ix[0] - 1
     h = _home(ix, kp, kn)
@@ -224,7 +227,7 @@ def index_sync(ix, ik, P, N, row, R, mod2):
         index_remove(ix, ik, row)
         return
     if ix[_rb(ix) + row] >= 0:
-        kp, kn = _key(P, N, row, mod2)
+        kp, kn = _key(ix, P, N, row, mod2)
         rk = 2 * (ix[0] + row)
         if ik[rk] == kp and ik[rk + 1] == kn:
             return
@@ -252,7 +255,7 @@ def check_index(ix: np.ndarray, ik: np.ndarray, P: np.ndarray, N: np.ndarray, R:
     H, B = int(ix[0]), int(ix[1])
     want: dict[tuple[int, int], set[int]] = {}
     for row in range(R):
-        want.setdefault(tuple(int(k) for k in _key(P, N, row, mod2)), set()).add(row)
+        want.setdefault(tuple(int(k) for k in _key(ix, P, N, row, mod2)), set()).add(row)
     got: dict[tuple[int, int], set[int]] = {}
     for h in range(H):
         b = int(ix[_HDR + h])
