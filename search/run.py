@@ -98,7 +98,8 @@ def add_flip_arguments(ap: argparse.ArgumentParser) -> None:
                    help="--symmetric: diagonal start, the naive fixed terms (E_ii)^3 merged along a partition of "
                         "0..n-1 written like 0+4,1+3,2 (one fixed term (sum of E_ii)^3 per part; Moosbauer & Poole)")
     g.add_argument("--fresh-resets", action="store_true",
-                   help="--symmetric: --reset-flips restarts from the start itself (independent runs), not from a recent improvement")
+                   help="--symmetric: --reset-flips restarts from the start itself (independent runs), "
+                        "not from a recent improvement")
     g.add_argument("--levels", action="store_true",
                    help="rank by rank with pools (search.flips.pools): --pool-size distinct schemes per rank, "
                         "each runner walks --path-length flips from a random pool member; with --workers N, "
@@ -355,9 +356,12 @@ def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
     scfg = SymmetricConfig(field=cfg.field, target_rank=cfg.target_rank, budget_s=cfg.budget_s,
                            max_flips=cfg.max_flips, path_length=cfg.path_length, plateau=cfg.plateau,
                            plateau_min=cfg.plateau_min, max_plus=cfg.max_plus, reset_flips=cfg.reset_flips,
-                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed, fresh_resets=args.fresh_resets, levels=args.levels,
+                           pool_size=cfg.pool_size, splits=args.splits, seed=cfg.seed,
+                           fresh_resets=args.fresh_resets, levels=args.levels,
                            parts=tuple(map(tuple, parse_parts(args.cubes, n))) if args.cubes else None)
-    method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk")
+    method = prov.method.replace("flip-graph random walk", "symmetric (Z3-invariant) flip-graph random walk"
+                                 + (", rank by rank with pools" if args.levels else "")
+                                 + (f", from the diagonal start {args.cubes}" if args.cubes else ""))
     res = symmetric_walk_search(n, scfg, on_best=lambda t, f: rep.event("rank", f.rank, worker=0),
                                 provenance=replace(prov, method=method),
                                 on_reset=lambda t, r: rep.event("lineage", r))

@@ -41,15 +41,18 @@ runs" reaching 93 at about 10 s per run in C++).
 Flips are drawn from an index of the rows' slot-0 factors (``search.flips.valueindex``), and the
 reductions after a flip are looked up there too, so a flip costs O(1) instead of O(rank).
 
-Over Z2 the result is Hensel-lifted along its orbits: ``orbit_tie`` gives the unknowns of an
-invariant scheme (an orbit's representative, a fixed term's x) and ``search.lift.hensel_lift(
-tie=...)`` keeps every step invariant; a plain lift is the fallback.
+Over Z2 the result is lifted along its orbits: ``orbit_tie`` gives the unknowns of an invariant
+scheme (an orbit's representative, a fixed term's x), and ``search.lift.ternary_lift(tie=...)``
+(signs) and ``hensel_lift(tie=...)`` keep the lift invariant; ``python -m search.run --lift``
+tries those first and the plain lifts after them.
 
-Measured on <5,5,5> mod 2 (one walker on a shared core 1, seed 0, 10 min): from naive with one
-split (6 fixed terms) 105 at 753 s in 20 min and no lower, and that 105 did not lift (mod 8);
-from the 3-cube start with the O(rank) scan, 99 at 233 s; with the index (1.1 M orbit flips per
-CPU-second), 99 at 13 s and no lower in 10 min (``--plateau 50000 --plateau-min 5000
---path-length 1000000 --max-plus 6 --reset-flips 50000000``).
+Measured on <5,5,5> mod 2 (one walker on core 1, seed 0; commands in the README): from naive
+with one split (6 fixed terms) 105 at 753 s and no lower in 20 min, and that 105 did not lift;
+from the 3-cube start with an O(rank) scan for partners, 99 at 233 s in 10 min; with the index
+(1.1–1.7 M orbit flips per CPU-second) lineages reach 99 in 13 s and Poole's run settings
+(``--fresh-resets``) in 21 s, and neither goes lower in 10 min; rank by rank with pools
+(``symmetric_pool_search``) reaches 96 at 223 s, and in one hour (5.5 G flips) nothing lower: 93
+was not reached. The 96 lifts along its orbits (coefficients in {−2, …, 2}).
 """
 
 from __future__ import annotations
@@ -93,18 +96,6 @@ def _tr(x, table):
     for b in range(table.shape[0]):
         out |= table[b, (x >> np.uint64(8 * b)) & np.uint64(255)]
     return out
-
-
-@njit(cache=True)
-def _sigma_into(P, N, i, j, table):
-    """Row j := σ(row i) = (zᵀ, x, yᵀ); i != j."""
-    x_p, x_n = P[i, 0], N[i, 0]
-    P[j, 0] = _tr(P[i, 2], table)
-    N[j, 0] = _tr(N[i, 2], table)
-    P[j, 2] = _tr(P[i, 1], table)
-    N[j, 2] = _tr(N[i, 1], table)
-    P[j, 1] = x_p
-    N[j, 1] = x_n
 
 
 @njit(cache=True)
@@ -702,7 +693,7 @@ class SymmetricConfig:
     max_plus: int = 6  # plus transitions may go this far above the lineage's best rank (2 orbits)
     reset_flips: int | None = 20_000_000
     fresh_resets: bool = False  # a reset restarts from the start, not from a recent improvement (Poole's runs)
-    collapse: bool | None = None  # Z2 orbit -> fixed term reductions (None: off when the start has the target's residue mod 3)
+    collapse: bool | None = None  # Z2 orbit -> fixed term reductions (None: off when the start has the target's residue)
     levels: bool = False  # rank by rank with pools (symmetric_pool_search) instead of lineages
     splits: int | None = None  # fixed terms split at the start (None: as the target rank's residue mod 3 needs)
     parts: tuple[tuple[int, ...], ...] | None = None  # diagonal start: one fixed term per part (diagonal_state)
@@ -747,10 +738,21 @@ def _start(n: int, cfg: SymmetricConfig) -> tuple[SymmetricState, str, bool]:
     return st0, start_name, collapse
 
 
+def _checked(st: SymmetricState, field: str, n: int, provenance: Provenance) -> Factorization:
+    """The scheme as a Factorization, verified exactly and checked invariant (a failure is a bug)."""
+    f = to_factorization(st, field, f"flips-sym-{n}x{n}x{n}-r{st.rank}" + ("-mod2" if field == "Z2" else ""),
+                         provenance)
+    res = f.verify()
+    if not res or not is_invariant(f):
+        raise FactorizationError(f"symmetric walk produced a bad scheme: {res.describe()}, "
+                                 f"invariant={is_invariant(f)}")
+    return f
+
+
 def _state_key(st: SymmetricState) -> bytes:
     """The scheme up to the order of orbits and fixed terms (orbits by their sorted rows)."""
-    orbits = sorted(tuple(sorted(zip(map(tuple, st.P[3 * k:3 * k + 3].tolist()), map(tuple, st.N[3 * k:3 * k + 3].tolist()))))
-                    for k in range(st.R // 3))
+    rows = list(zip(map(tuple, st.P[:st.R].tolist()), map(tuple, st.N[:st.R].tolist())))
+    orbits = sorted(tuple(sorted(rows[3 * k:3 * k + 3])) for k in range(st.R // 3))
     fixed = sorted(zip(map(tuple, st.FP[:st.nf].tolist()), map(tuple, st.FN[:st.nf].tolist())))
     return repr((orbits, fixed)).encode()
 
@@ -814,11 +816,7 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
                 first = level_flips
             if cur.rank < best_rank:
                 t = time.perf_counter() - t0
-                f = to_factorization(cur, cfg.field, f"flips-sym-{n}x{n}x{n}-r{cur.rank}" + ("-mod2" if mod2 else ""), base)
-                res = f.verify()
-                if not res or not is_invariant(f):
-                    raise FactorizationError(f"symmetric walk produced a bad scheme: {res.describe()}, "
-                                             f"invariant={is_invariant(f)}")
+                f = _checked(cur, cfg.field, n, base)
                 best_rank, best = cur.rank, f
                 history.append((t, cur.rank))
                 if on_best is not None:
@@ -897,11 +895,7 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
             pool = [cur.copy()]
             if cur.rank < best_rank:
                 t = time.perf_counter() - t0
-                f = to_factorization(cur, cfg.field, f"flips-sym-{n}x{n}x{n}-r{cur.rank}" + ("-mod2" if mod2 else ""), base)
-                res = f.verify()
-                if not res or not is_invariant(f):
-                    raise FactorizationError(f"symmetric walk produced a bad scheme: {res.describe()}, "
-                                             f"invariant={is_invariant(f)}")
+                f = _checked(cur, cfg.field, n, base)
                 best_rank, best = cur.rank, f
                 starts.append(cur.copy())
                 if len(starts) > 9:
