@@ -69,6 +69,13 @@ class MCTSConfig:
     rollout_batch: int = 1
     rollout_temperature: float = 0.0  # of the rollouts' policy samples (0: sample_temperature)
     stop_on_solution: bool = True
+    # Exact, admissible pruning (game.can_finish): a sampled action whose residual has a flattening
+    # rank above the steps left after it cannot lead to a finished game and is dropped; a residual
+    # that is one rank-one term in the coefficient set is finished at once (the exact endgame).
+    prune: bool = True
+    # Policy samples per rollout state and move where pruning can reject some (the first admissible
+    # one is played): rollouts then sample from the policy restricted to admissible actions.
+    rollout_candidates: int = 8
     root_noise: float = 0.25  # fraction of Dirichlet noise in the root's prior (AlphaZero: 0.25)
     dirichlet_alpha: float = 0.3
 

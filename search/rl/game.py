@@ -67,6 +67,134 @@ def rank_upper_bound(s: np.ndarray, field: str = "Z") -> int:
     return int(best or 0)
 
 
+# -- exact admissible signals: what a residual needs, at the least -----------------------------
+# A prime below 2³¹: products of two residues fit in int64 (fraction-free elimination multiplies two).
+RANK_PRIME = 2147483629
+
+
+def batch_ranks(mats: np.ndarray, prime: int = RANK_PRIME) -> np.ndarray:
+    """Ranks modulo ``prime`` of a batch of integer matrices (B, r, c) → (B,), vectorised.
+
+    Fraction-free Gaussian elimination in the residues: row_i ← p·row_i − a_i·row_piv keeps the rank
+    (p ≠ 0 mod prime). The rank modulo a prime is never above the rank over Q (a nonzero minor mod
+    prime is nonzero), so over Z this is a *lower* bound on the rational rank, equal to it unless
+    the prime divides every maximal nonzero minor. With ``prime`` 2 it is the exact rank over GF(2).
+    """
+    A = np.mod(np.asarray(mats, dtype=np.int64), prime)
+    if A.shape[1] < A.shape[2]:
+        A = A.transpose(0, 2, 1)  # (B, long, short): one elimination pass per column of the short side
+    A = np.ascontiguousarray(A)
+    B, rows, cols = A.shape
+    rank = np.zeros(B, np.int64)
+    used = np.zeros((B, rows), bool)
+    ar = np.arange(B)
+    for j in range(cols):
+        col = A[:, :, j]
+        cand = (col != 0) & ~used
+        has = cand.any(1)
+        if not has.any():
+            continue
+        piv = np.argmax(cand, 1)
+        pv = np.where(has, col[ar, piv], 1)
+        prow = A[ar, piv]
+        others = ~used & (np.arange(rows)[None, :] != piv[:, None]) & has[:, None]
+        f = np.where(others, col, 0)
+        A = np.mod(A * pv[:, None, None] - f[:, :, None] * prow[:, None, :], prime)
+        used[ar[has], piv[has]] = True
+        rank += has
+    return rank
+
+
+def flattening_ranks(s: np.ndarray, field: str = "Z") -> np.ndarray:
+    """Ranks of the three flattenings of residuals ``s`` ((B, S1, S2, S3) or one tensor) → (B, 3).
+
+    Each is a lower bound on the tensor rank (a sum of R rank-one terms flattens to rank ≤ R):
+    exact over GF(2) for Z2; over Z the ranks modulo a large prime, themselves lower bounds.
+    """
+    s = np.asarray(s, dtype=np.int64)
+    one = s.ndim == 3
+    s = s[None] if one else s
+    B, S1, S2, S3 = s.shape
+    prime = 2 if field == "Z2" else RANK_PRIME
+    out = np.stack([batch_ranks(s.reshape(B, S1, S2 * S3), prime),
+                    batch_ranks(s.transpose(0, 2, 3, 1).reshape(B, S2, S3 * S1), prime),
+                    batch_ranks(s.transpose(0, 3, 1, 2).reshape(B, S3, S1 * S2), prime)], 1)
+    return out[0] if one else out
+
+
+def can_finish(s: np.ndarray, remaining: int, field: str = "Z") -> np.ndarray:
+    """False where residual(s) ``s`` provably cannot be decomposed in ``remaining`` more terms.
+
+    Admissible: a residual whose flattening rank exceeds the remaining steps has tensor rank above
+    them, so no sequence of moves finishes it in time. True means "not excluded", not "finishable".
+    """
+    return flattening_ranks(s, field).max(-1) <= remaining
+
+
+def is_rank_one(s: np.ndarray, field: str = "Z") -> np.ndarray:
+    """Which residuals of a batch (B, S1, S2, S3) are one rank-one tensor (nonzero), exactly.
+
+    With (i, j, k) a nonzero entry of S = u⊗v⊗w, the fibres through it are u·v_j·w_k, u_i·v·w_k and
+    u_i·v_j·w, so their outer product is S·S[i,j,k]²; conversely, that equality makes S an outer
+    product. One vectorised integer test per residual (over Z2: the same test modulo 2).
+    """
+    s = np.asarray(s, dtype=np.int64)
+    B = len(s)
+    flat = s.reshape(B, -1)
+    nz = flat.any(1)
+    first = np.argmax(flat != 0, 1)
+    i, j, k = np.unravel_index(first, s.shape[1:])
+    b = np.arange(B)
+    f1, f2, f3 = s[b, :, j, k], s[b, i, :, k], s[b, i, j, :]
+    lhs = np.einsum("bi,bj,bk->bijk", f1, f2, f3)
+    c = s[b, i, j, k]
+    rhs = s * (c * c)[:, None, None, None]
+    if field == "Z2":
+        lhs, rhs = lhs % 2, rhs % 2
+    return nz & (lhs == rhs).reshape(B, -1).all(1)
+
+
+def rank_one_action(s: np.ndarray, cfg: GameConfig) -> np.ndarray | None:
+    """The action (u, v, w) with u⊗v⊗w = s and coefficients in the set, if there is one (else None).
+
+    The exact endgame of one remaining step: a rank-one integer tensor is c·u₀⊗v₀⊗w₀ with primitive
+    fibres u₀, v₀, w₀ (each fibre through a nonzero entry is a multiple of its factor); the scalar c
+    is split over the factors in whichever way keeps the coefficients in the set.
+    """
+    s = np.asarray(s, dtype=np.int64)
+    nz = np.argwhere(s)
+    if not len(nz):
+        return None
+    i, j, k = nz[0]
+    fib = [s[:, j, k].copy(), s[i, :, k].copy(), s[i, j, :].copy()]
+    if cfg.field == "Z2":
+        u, v, w = (np.mod(f, 2) for f in fib)
+        if np.array_equal(np.mod(outer(u, v, w), 2), np.mod(s, 2)):
+            return np.concatenate([u, v, w])
+        return None
+    prim = []
+    for f in fib:
+        g = int(np.gcd.reduce(np.abs(f)))
+        prim.append(f // g)
+    c0 = outer(*prim)
+    ref = c0[i, j, k]
+    if s[i, j, k] % ref:
+        return None
+    c = s[i, j, k] // ref
+    if not np.array_equal(c * c0, s):
+        return None
+    allowed = set(cfg.coefficients)
+    m = abs(int(c))
+    divisors = [d for d in range(1, m + 1) if m % d == 0]
+    for c1 in divisors:  # c = c1·c2·c3 over the factors (the sign goes with the third)
+        for c2 in (d for d in divisors if (m // c1) % d == 0):
+            c3 = int(c) // (c1 * c2)
+            a = np.concatenate([c1 * prim[0], c2 * prim[1], c3 * prim[2]])
+            if set(np.unique(a).tolist()) <= allowed:
+                return canonicalize(a, cfg.dims, cfg.field)
+    return None
+
+
 # -- actions -----------------------------------------------------------------------------------
 def split(action: np.ndarray, dims: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, b, _ = dims

@@ -22,12 +22,32 @@ from typing import Callable
 import numpy as np
 
 from search.rl.config import MCTSConfig
-from search.rl.game import TensorGame, canonicalize, is_null, rank_upper_bound, split
+from search.rl.game import (TensorGame, can_finish, canonicalize, flattening_ranks, is_null, is_rank_one,
+                            rank_one_action, rank_upper_bound, split)
 
 # evaluate(game, k) -> (actions (k', L) int array, value of the state)
 Evaluator = Callable[[TensorGame, int], tuple[np.ndarray, float]]
-# act_batch(residuals (B, S1, S2, S3), histories (B lists of actions), step) -> one action per state (B, L)
-BatchPolicy = Callable[[np.ndarray, list, int], np.ndarray]
+# act_batch(residuals (B, S1, S2, S3), histories (B lists of actions), step[, k]) -> k actions per state,
+# grouped by state (B·k, L); called without k for one action per state
+BatchPolicy = Callable[..., np.ndarray]
+
+
+def max_flattening_rank(dims: tuple[int, int, int]) -> int:
+    """The largest rank any flattening of an S1×S2×S3 tensor can have: above it pruning never bites."""
+    a, b, c = dims
+    return max(min(a, b * c), min(b, c * a), min(c, a * b))
+
+
+def dead_value(residual: np.ndarray, steps: int, cfg) -> float:
+    """An upper bound on the return from a state that cannot finish within the step limit.
+
+    Every remaining step costs −1 and the residual at the limit has rank at least (its largest
+    flattening rank − the steps left), and at least 1 as it is not zero; the game charges a rank
+    bound ≥ the rank. So no line from here returns more than this.
+    """
+    left = cfg.steps - steps
+    lb = int(flattening_ranks(residual, cfg.field).max())
+    return -float(left) - float(max(1, lb - left))
 
 
 class Node:
@@ -58,6 +78,7 @@ class MCTS:
         self.qmin, self.qmax = math.inf, -math.inf
         self.rng = rng  # for the root's Dirichlet noise (none without a generator)
         self.solution: list[np.ndarray] | None = None  # the actions of a rollout that solved the game
+        self.rollout_counts = (0, 0)  # (finished, played) of the last batch of rollouts
         self._root: Node | None = None
         self._root_prior = np.zeros(0)
 
@@ -70,6 +91,12 @@ class MCTS:
 
     def expand(self, node: Node) -> float:
         g = node.game
+        if self.cfg.prune:
+            finish = rank_one_action(g.residual, g.cfg)
+            if finish is not None:  # the exact endgame: one move ends the game, none does better
+                return self._set_actions(node, [finish], np.ones(1), -1.0)
+            if g.cfg.steps - g.steps == 1:  # one step left and the residual is not one term: dead
+                return self._set_actions(node, [], np.zeros(0), dead_value(g.residual, g.steps, g.cfg))
         acts, value = self.evaluate(g, self.cfg.samples)
         counts: dict[bytes, list] = {}
         for a in acts:
@@ -78,16 +105,31 @@ class MCTS:
                 continue  # a zero factor changes nothing and costs a step
             e = counts.setdefault(a.tobytes(), [a, 0])
             e[1] += 1
-        if not counts:  # every sample was null: keep the node a leaf with its value
-            node.expanded, node.value = True, value
-            return value
-        node.actions = [a for a, _ in counts.values()]
-        c = np.array([n for _, n in counts.values()], dtype=np.float64)
-        node.prior = c / c.sum()
-        node.N = np.zeros(len(c))
-        node.W = np.zeros(len(c))
-        node.R = np.zeros(len(c))
-        node.children = [None] * len(c)
+        kept = list(counts.values())
+        left = g.cfg.steps - g.steps - 1  # steps left after the move
+        if self.cfg.prune and kept and left < max_flattening_rank(g.dims):
+            A = np.stack([a for a, _ in kept])
+            u, v, w = split(A.T, g.dims)
+            res = g.residual[None] - np.einsum("ib,jb,kb->bijk", u, v, w)
+            if g.cfg.field == "Z2":
+                res %= 2
+            ok = can_finish(res, left, g.cfg.field)
+            kept = [e for e, keep in zip(kept, ok) if keep]
+            if not kept:  # no sampled action can lead to a finished game
+                value = min(value, dead_value(g.residual, g.steps, g.cfg))
+        if not kept:  # every sample was null or pruned: keep the node a leaf with its value
+            return self._set_actions(node, [], np.zeros(0), value)
+        c = np.array([n for _, n in kept], dtype=np.float64)
+        return self._set_actions(node, [a for a, _ in kept], c / c.sum(), value)
+
+    @staticmethod
+    def _set_actions(node: Node, actions: list, prior: np.ndarray, value: float) -> float:
+        node.actions = actions
+        node.prior = prior
+        node.N = np.zeros(len(actions))
+        node.W = np.zeros(len(actions))
+        node.R = np.zeros(len(actions))
+        node.children = [None] * len(actions)
         node.expanded, node.value = True, value
         return value
 
@@ -140,18 +182,56 @@ class MCTS:
         the upper quantiles). Every return is exact: −1 per move, and for an unfinished rollout the
         game's terminal penalty (the rank bound of its residual). A finishing rollout is kept in
         ``solution`` like a single one.
+
+        With pruning, a rollout plays the first of ``rollout_candidates`` policy samples that
+        ``can_finish`` admits (where the constraint can bite), finishes a rank-one residual exactly,
+        and stops when none is admissible, its return then the ``dead_value`` bound.
         """
         cfg, dims = game.cfg, game.dims
+        prune = self.cfg.prune
         S = np.repeat(game.residual[None], n, 0)
         hist = [list(game.actions) for _ in range(n)]
         alive = np.ones(n, bool)
+        ret = np.full(n, -np.inf)  # returns of the rollouts that stopped unfinished (pruned)
         step = game.steps
+        maxflat = max_flattening_rank(dims)
         while step < cfg.steps and alive.any():
             idx = np.flatnonzero(alive)
-            if self.act_batch is not None:
-                acts = np.asarray(self.act_batch(S[idx], [hist[i] for i in idx], step), np.int64)
+            left = cfg.steps - step - 1
+            finish = {}
+            if prune:
+                # The exact endgame: a residual that is one term in the set is finished by it; with no
+                # step after this one, nothing else can finish.
+                for j in np.flatnonzero(is_rank_one(S[idx], cfg.field)):
+                    a = rank_one_action(S[idx[j]], cfg)
+                    if a is not None:
+                        finish[j] = a
+            if prune and left == 0:
+                ok = np.zeros(len(idx), bool)
+                ok[list(finish)] = True
+                acts = np.zeros((len(idx), sum(dims)), np.int64)
+            elif prune and left < maxflat and self.cfg.rollout_candidates > 1:
+                k = self.cfg.rollout_candidates
+                cand = self._sample(game, S[idx], [hist[i] for i in idx], step, k)  # (len(idx)·k, L)
+                u, v, w = split(cand.T, dims)
+                res = np.repeat(S[idx], k, 0) - np.einsum("ib,jb,kb->bijk", u, v, w)
+                if cfg.field == "Z2":
+                    res %= 2
+                adm = can_finish(res, left, cfg.field).reshape(len(idx), k)
+                ok = adm.any(1)
+                acts = cand.reshape(len(idx), k, -1)[np.arange(len(idx)), np.argmax(adm, 1)]
             else:
-                acts = np.stack([self.evaluate(_state(game, S[i], hist[i]), 1)[0][0] for i in idx])
+                acts = self._sample(game, S[idx], [hist[i] for i in idx], step, 1)
+                ok = np.ones(len(idx), bool)
+            for j, a in finish.items():
+                acts[j], ok[j] = a, True
+            if prune and not ok.all():
+                for i in idx[~ok]:  # no admissible move: this rollout cannot finish in time
+                    ret[i] = -float(step - game.steps) + dead_value(S[i], step, cfg)
+                alive[idx[~ok]] = False
+                idx, acts = idx[ok], acts[ok]
+                if not len(idx):
+                    break
             u, v, w = split(acts.T, dims)
             S[idx] -= np.einsum("ib,jb,kb->bijk", u, v, w)
             if cfg.field == "Z2":
@@ -161,17 +241,32 @@ class MCTS:
             step += 1
             alive[idx[~S[idx].reshape(len(idx), -1).any(1)]] = False
         solved = ~S.reshape(n, -1).any(1)
+        self.rollout_counts = (int(solved.sum()), n)  # for measurements: how many of the batch finished
         if solved.any():
             i = min(np.flatnonzero(solved), key=lambda i: len(hist[i]))
             if self.solution is None or len(hist[i]) < len(self.solution):
                 self.solution = list(hist[i])
             return -float(len(hist[i]) - game.steps)
-        # Unfinished: all used the step limit; the best return has the smallest residual bound.
+        # Unfinished: at the step limit, the best return has the smallest residual bound.
         pen = {}
-        for i in range(n):
+        for i in np.flatnonzero(np.isinf(ret)):
             pen.setdefault(S[i].tobytes(), S[i])
-        best = min(rank_upper_bound(r, cfg.field) for r in pen.values())
-        return -float(cfg.steps - game.steps) - float(best)
+        best = float(ret.max())
+        if pen:
+            bound = min(rank_upper_bound(r, cfg.field) for r in pen.values())
+            best = max(best, -float(cfg.steps - game.steps) - float(bound))
+        return best
+
+    def _sample(self, game: TensorGame, S: np.ndarray, hists: list, step: int, k: int) -> np.ndarray:
+        """``k`` policy samples for each of the states ``S``, grouped by state: (len(S)·k, L)."""
+        if self.act_batch is not None:
+            out = self.act_batch(S, hists, step) if k == 1 else self.act_batch(S, hists, step, k)
+            return np.asarray(out, np.int64)
+        out = []
+        for i in range(len(S)):
+            a = np.asarray(self.evaluate(_state(game, S[i], hists[i]), k)[0], np.int64)
+            out.append(np.resize(a, (k, a.shape[1])))  # exactly k per state (an evaluator may return more or fewer)
+        return np.concatenate(out)
 
     def rollout_one(self, game: TensorGame) -> float:
         """AlphaGo's leaf evaluation: play on with one policy sample per move; its return.
