@@ -9,7 +9,7 @@ from compiler.library import library_algorithm
 from search.rl.config import GameConfig, TrainConfig
 from search.rl.data import (augment, batch_from_samples, canonicalize_batch, concat_batches, random_actions,
                             synthetic_batch, synthetic_demo, synthetic_position, trajectory_samples)
-from search.rl.game import TensorGame, canonicalize, is_null, outer, split
+from search.rl.game import TensorGame, canonicalize, is_null, outer, split, term_sizes
 
 CONFIGS = [GameConfig(shape=(2, 2, 2)), GameConfig(shape=(2, 2, 3), coefficients=(-1, 0, 1)),
            GameConfig(shape=(2, 3, 2), field="Z2"), GameConfig(shape=(1, 2, 3))]
@@ -144,3 +144,23 @@ def test_batch_from_samples_keeps_targets_with_their_positions():
     assert not b.history[0].any() and np.array_equal(b.history[3][-1], acts[2]) and np.array_equal(b.history[3][0], acts[1])
     both = concat_batches([b, b])
     assert len(both) == 14 and both.owner.tolist() == list(range(14))
+
+
+def test_ordered_synthetic_batches_and_demos_follow_non_increasing_sizes():
+    cfg = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), ordered=True)
+    rng = np.random.default_rng(8)
+    b = synthetic_batch(cfg, TrainConfig(demo_min_rank=4), rng, 100)
+    for i in range(100):
+        tg = b.actions[b.owner == i]
+        sz = term_sizes(tg, cfg.dims)
+        past = [int(term_sizes(a, cfg.dims)) for a in b.history[i] if a.any()]
+        assert (sz == sz[0]).all() and all(p >= sz[0] for p in past) and past == sorted(past, reverse=True)
+    for _ in range(10):
+        demo = synthetic_demo(cfg, TrainConfig(), rng)
+        g = TensorGame(cfg, target=demo[0].residual.astype(np.int64))
+        for s in demo:
+            g.step(s.actions[0])  # the game refuses an out-of-order move
+        assert g.solved
+    for _ in range(20):
+        s = synthetic_position(cfg, TrainConfig(), rng)
+        assert len(set(term_sizes(s.actions, cfg.dims).tolist())) == 1

@@ -10,7 +10,7 @@ from compiler.library import library_algorithm
 from search.rl.config import GameConfig
 from search.rl.game import (TensorGame, batch_ranks, can_finish, canonicalize, flattening_ranks, gf2_rank, int_rank,
                             is_null, is_rank_one, outer, random_basis, random_unimodular, rank_one_action, rank_upper_bound,
-                            split)
+                            order_admissible, split, term_sizes)
 
 SHAPES = [(2, 2, 2), (2, 2, 3), (1, 2, 3), (3, 3, 3)]
 
@@ -196,3 +196,29 @@ def test_is_rank_one_is_exact_on_a_batch():
     assert got.tolist() == want
     assert is_rank_one((outer(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), np.array([1, 0, 1, 0])) * 3)[None]).all()
     assert not is_rank_one(matmul_tensor(2, 2, 2)[None]).any()
+
+
+def test_ordered_game_refuses_a_larger_term_after_a_smaller_one_and_keeps_every_factorization():
+    f = library_algorithm("strassen")
+    cfg = GameConfig(shape=(2, 2, 2), ordered=True)
+    acts = actions_of(f)
+    sizes = term_sizes(np.stack(acts), cfg.dims)
+    assert sizes.tolist() == [8, 4, 4, 4, 4, 4, 4]  # (a11+a22)(b11+b22)(c11+c22) first, then six of size 4
+    g = TensorGame(cfg)
+    for i in np.argsort(-sizes, kind="stable"):  # any factorization, sorted, is a legal game
+        g.step(acts[i])
+    assert g.solved and g.factorization().verify()
+    g = TensorGame(cfg)
+    g.step(acts[1])
+    assert g.size_bound == 4
+    with pytest.raises(ValueError, match="out of order"):
+        g.step(acts[0])
+    # The transposition key tells apart equal residuals reached with different last sizes.
+    assert TensorGame(GameConfig(shape=(2, 2, 2))).key() != TensorGame(cfg).key()
+
+
+def test_order_admissible_bounds_the_entries_left_terms_can_cover():
+    t = matmul_tensor(2, 2, 2)  # eight entries
+    assert order_admissible(t[None], 8, np.array([1])).all()  # eight naive terms
+    assert not order_admissible(t[None], 7, np.array([1])).any()  # seven size-1 terms cover ≤ 7 entries
+    assert order_admissible(t[None], 2, np.array([4])).all()

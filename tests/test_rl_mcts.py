@@ -224,3 +224,16 @@ def test_pruned_rollouts_play_admissible_candidates_and_finish_more_often():
             # sampled A among its 8 candidates.
             assert mcts.solution is not None and len(mcts.solution) == 2
     assert solved[True] > solved[False]
+
+
+def test_ordered_expansion_drops_larger_terms_after_a_smaller_one():
+    ordered = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), max_steps=3, ordered=True)
+    mcts = MCTS(scripted(distractors=0), MCTSConfig(simulations=1, samples=3))
+    root = mcts.node(TensorGame(ordered, target=TOY))
+    mcts.expand(root)
+    assert {a.tobytes() for a in root.actions} == {A.tobytes(), B.tobytes()}  # both of size 8: in order
+    g = TensorGame(ordered, target=TOY)
+    g.step(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]))  # a size-1 term first: only size-1 terms may follow
+    node = mcts.node(g)
+    mcts.expand(node)
+    assert not node.actions  # A and B are out of order now: a dead leaf

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.rl.config import GameConfig, TrainConfig
-from search.rl.game import canonicalize, outer, split
+from search.rl.game import canonicalize, outer, split, term_sizes
 
 
 @dataclass
@@ -48,6 +48,13 @@ def random_action(cfg: GameConfig, rng: np.random.Generator, p_zero: float) -> n
     return random_actions(cfg, rng, p_zero, 1)[0]
 
 
+def order_terms(actions: np.ndarray, dims: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """The terms (R, L) in a random order of non-increasing size: a legal order of an ordered game."""
+    a = np.asarray(actions)
+    key = -term_sizes(a, dims) + rng.random(len(a))  # sizes are integers: the noise only breaks ties
+    return a[np.argsort(key, kind="stable")]
+
+
 def trajectory_samples(cfg: GameConfig, start: np.ndarray, actions: list[np.ndarray], final_penalty: float = 0.0,
                        canonical: bool = True) -> list[Sample]:
     """Positions of playing ``actions`` from ``start`` in order, each labelled with its next action."""
@@ -77,7 +84,8 @@ def demo_rank(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> i
 def synthetic_demo(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator) -> list[Sample]:
     """A random factorization → its target tensor → the positions of decomposing it."""
     R = demo_rank(cfg, tcfg, rng)
-    acts = list(random_actions(cfg, rng, tcfg.demo_zero_probability, R))
+    acts = random_actions(cfg, rng, tcfg.demo_zero_probability, R)
+    acts = list(order_terms(acts, cfg.dims, rng) if cfg.ordered else acts)
     t = np.einsum("ir,jr,kr->ijk", *split(np.stack(acts).T, cfg.dims))
     if cfg.field == "Z2":
         t = np.mod(t, 2)
@@ -88,6 +96,8 @@ def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Genera
     """One position of a fresh synthetic demonstration (what a training batch draws)."""
     R = demo_rank(cfg, tcfg, rng)
     acts = random_actions(cfg, rng, tcfg.demo_zero_probability, R)
+    if cfg.ordered:
+        acts = order_terms(acts, cfg.dims, rng)
     k = int(rng.integers(R))
     u, v, w = split(acts[k:].T, cfg.dims)
     res = np.einsum("ir,jr,kr->ijk", u, v, w)
@@ -95,8 +105,11 @@ def synthetic_position(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Genera
         res = np.mod(res, 2)
     if tcfg.demo_all_targets:
         # Every remaining term is a correct next move (the terms of a factorization commute), so the
-        # policy target is uniform over them: R−k labels per position instead of one.
+        # policy target is uniform over them: R−k labels per position instead of one. In an ordered
+        # game only the remaining terms of the largest size may come next.
         todo = acts[k:]
+        if cfg.ordered:
+            todo = todo[term_sizes(todo, cfg.dims) == term_sizes(todo, cfg.dims).max()]
     else:
         todo = acts[k:k + 1]
     targets = np.stack([canonicalize(a, cfg.dims, cfg.field) if tcfg.canonicalize else a for a in todo])
@@ -188,6 +201,9 @@ def synthetic_batch(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator
     L = sum(cfg.dims)
     acts = random_actions(cfg, rng, tcfg.demo_zero_probability, n * hi).reshape(n, hi, L)
     j = np.arange(hi)[None, :]
+    if cfg.ordered:  # each demo's R terms in a random order of non-increasing size (padding last)
+        key = np.where(j < R[:, None], -term_sizes(acts, cfg.dims) + rng.random((n, hi)), np.inf)
+        acts = np.take_along_axis(acts, np.argsort(key, 1, kind="stable")[:, :, None], 1)
     live = (j >= k[:, None]) & (j < R[:, None])  # the terms still to play
     u, v, w = split(np.moveaxis(acts, 2, 0), cfg.dims)  # each (S, n, hi)
     res = np.einsum("ibr,jbr,kbr->bijk", u * live[None], v, w)
@@ -200,6 +216,9 @@ def synthetic_batch(cfg: GameConfig, tcfg: TrainConfig, rng: np.random.Generator
         ok = t >= 0
         hist[ok, i] = acts[ok, t[ok]]
     tgt = live if tcfg.demo_all_targets else (j == k[:, None])
+    if cfg.ordered and tcfg.demo_all_targets:  # only the largest remaining terms may come next
+        sz = np.where(live, term_sizes(acts, cfg.dims), -1)
+        tgt = live & (sz == sz.max(1, keepdims=True))
     owner, term = np.nonzero(tgt)
     targets = acts[owner, term]
     if tcfg.canonicalize:

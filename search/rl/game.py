@@ -131,6 +131,24 @@ def can_finish(s: np.ndarray, remaining: int, field: str = "Z") -> np.ndarray:
     return flattening_ranks(s, field).max(-1) <= remaining
 
 
+def term_sizes(actions: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
+    """Entries of each term u⊗v⊗w: nnz(u)·nnz(v)·nnz(w), for actions (..., L)."""
+    a = np.asarray(actions) != 0
+    s1, s2, _ = dims
+    return a[..., :s1].sum(-1) * a[..., s1:s1 + s2].sum(-1) * a[..., s1 + s2:].sum(-1)
+
+
+def order_admissible(residuals: np.ndarray, left: int, sizes: np.ndarray) -> np.ndarray:
+    """False where a residual provably needs more than ``left`` terms of size ≤ ``sizes`` (ordered games).
+
+    A term of size z changes at most z entries, so ``left`` of them leave at most left·z entries
+    nonzero: a residual with more nonzero entries cannot be finished in an ordered game.
+    """
+    r = np.asarray(residuals)
+    nnz = (r.reshape(len(r), -1) != 0).sum(1)
+    return nnz <= left * np.asarray(sizes)
+
+
 def is_rank_one(s: np.ndarray, field: str = "Z") -> np.ndarray:
     """Which residuals of a batch (B, S1, S2, S3) are one rank-one tensor (nonzero), exactly.
 
@@ -313,7 +331,16 @@ class TensorGame:
         return self.solved or self.steps >= self.cfg.steps
 
     def key(self) -> bytes:
-        return self.residual.tobytes() + bytes([self.steps])
+        k = self.residual.tobytes() + bytes([self.steps])
+        # In an ordered game the moves left depend on the last term's size too.
+        return k + int(self.size_bound).to_bytes(4, "little") if self.cfg.ordered else k
+
+    @property
+    def size_bound(self) -> int:
+        """The largest size the next term may have (ordered games): the last term's, or any at first."""
+        if not self.actions:
+            return int(np.prod(self.dims))
+        return int(term_sizes(self.actions[-1], self.dims))
 
     def clone(self) -> "TensorGame":
         g = TensorGame.__new__(TensorGame)
@@ -332,6 +359,9 @@ class TensorGame:
             raise ValueError(f"an action has {sum(self.dims)} coefficients, got {len(action)}")
         if not set(np.unique(action).tolist()) <= set(self.cfg.coefficients):
             raise ValueError(f"coefficients outside {self.cfg.coefficients}: {action.tolist()}")
+        if self.cfg.ordered and term_sizes(action, self.dims) > self.size_bound:
+            raise ValueError(f"out of order: a term of size {int(term_sizes(action, self.dims))} after one of "
+                             f"size {self.size_bound} (ordered game)")
         self.residual = self._reduce(self.residual - outer(*split(action, self.dims)))
         self.actions.append(action)
         r = -1.0

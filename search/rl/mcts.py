@@ -23,7 +23,7 @@ import numpy as np
 
 from search.rl.config import MCTSConfig
 from search.rl.game import (TensorGame, can_finish, canonicalize, flattening_ranks, is_null, is_rank_one,
-                            rank_one_action, rank_upper_bound, split)
+                            order_admissible, rank_one_action, rank_upper_bound, split, term_sizes)
 
 # evaluate(game, k) -> (actions (k', L) int array, value of the state)
 Evaluator = Callable[[TensorGame, int], tuple[np.ndarray, float]]
@@ -36,6 +36,28 @@ def max_flattening_rank(dims: tuple[int, int, int]) -> int:
     """The largest rank any flattening of an S1×S2×S3 tensor can have: above it pruning never bites."""
     a, b, c = dims
     return max(min(a, b * c), min(b, c * a), min(c, a * b))
+
+
+def admissible(residuals: np.ndarray, actions: np.ndarray, left: int, bounds: np.ndarray, cfg) -> tuple:
+    """Which actions (B, L), played on residuals (B, S1, S2, S3), pass every exact test; and the residuals after.
+
+    ``left``: the steps left after the move; ``bounds``: the largest term size allowed (ordered games).
+    Tests: the order (ordered games), the entry bound of ``order_admissible``, and ``can_finish``
+    where a flattening rank can exceed ``left``.
+    """
+    u, v, w = split(np.asarray(actions).T, cfg.dims)
+    res = residuals - np.einsum("ib,jb,kb->bijk", u, v, w)
+    if cfg.field == "Z2":
+        res %= 2
+    ok = np.ones(len(res), bool)
+    if cfg.ordered:
+        sizes = term_sizes(actions, cfg.dims)
+        ok &= (sizes <= bounds) & order_admissible(res, left, sizes)
+    if left < max_flattening_rank(cfg.dims):
+        sel = np.flatnonzero(ok)
+        if len(sel):
+            ok[sel] = can_finish(res[sel], left, cfg.field)
+    return ok, res
 
 
 def dead_value(residual: np.ndarray, steps: int, cfg) -> float:
@@ -93,6 +115,8 @@ class MCTS:
         g = node.game
         if self.cfg.prune:
             finish = rank_one_action(g.residual, g.cfg)
+            if finish is not None and g.cfg.ordered and term_sizes(finish, g.dims) > g.size_bound:
+                finish = None  # out of order: the game cannot end with this term
             if finish is not None:  # the exact endgame: one move ends the game, none does better
                 return self._set_actions(node, [finish], np.ones(1), -1.0)
             if g.cfg.steps - g.steps == 1:  # one step left and the residual is not one term: dead
@@ -107,13 +131,9 @@ class MCTS:
             e[1] += 1
         kept = list(counts.values())
         left = g.cfg.steps - g.steps - 1  # steps left after the move
-        if self.cfg.prune and kept and left < max_flattening_rank(g.dims):
+        if self.cfg.prune and kept and (g.cfg.ordered or left < max_flattening_rank(g.dims)):
             A = np.stack([a for a, _ in kept])
-            u, v, w = split(A.T, g.dims)
-            res = g.residual[None] - np.einsum("ib,jb,kb->bijk", u, v, w)
-            if g.cfg.field == "Z2":
-                res %= 2
-            ok = can_finish(res, left, g.cfg.field)
+            ok, _ = admissible(g.residual[None], A, left, np.full(len(A), g.size_bound), g.cfg)
             kept = [e for e, keep in zip(kept, ok) if keep]
             if not kept:  # no sampled action can lead to a finished game
                 value = min(value, dead_value(g.residual, g.steps, g.cfg))
@@ -142,7 +162,10 @@ class MCTS:
         n_tot = node.N.sum()
         q = np.where(node.N > 0, node.W / np.maximum(node.N, 1), node.value)  # unvisited: the node's value
         prior = self._root_prior if node is self._root else node.prior
-        score = self._norm(q) + self.cfg.c_puct * prior * math.sqrt(n_tot + 1) / (1 + node.N)
+        qn = self._norm(q)
+        if self.cfg.first_play == "max":
+            qn = np.where(node.N > 0, qn, 1.0)  # optimistic: every sampled action is tried once, by prior
+        score = qn + self.cfg.c_puct * prior * math.sqrt(n_tot + 1) / (1 + node.N)
         return int(np.argmax(score))
 
     def simulate(self, root: Node) -> None:
@@ -195,6 +218,7 @@ class MCTS:
         ret = np.full(n, -np.inf)  # returns of the rollouts that stopped unfinished (pruned)
         step = game.steps
         maxflat = max_flattening_rank(dims)
+        bound = np.full(n, game.size_bound)  # the largest term size each rollout may play next (ordered)
         while step < cfg.steps and alive.any():
             idx = np.flatnonzero(alive)
             left = cfg.steps - step - 1
@@ -204,20 +228,17 @@ class MCTS:
                 # step after this one, nothing else can finish.
                 for j in np.flatnonzero(is_rank_one(S[idx], cfg.field)):
                     a = rank_one_action(S[idx[j]], cfg)
-                    if a is not None:
+                    if a is not None and not (cfg.ordered and term_sizes(a, dims) > bound[idx[j]]):
                         finish[j] = a
             if prune and left == 0:
                 ok = np.zeros(len(idx), bool)
                 ok[list(finish)] = True
                 acts = np.zeros((len(idx), sum(dims)), np.int64)
-            elif prune and left < maxflat and self.cfg.rollout_candidates > 1:
-                k = self.cfg.rollout_candidates
+            elif prune and (cfg.ordered or left < maxflat):
+                k = max(1, self.cfg.rollout_candidates)
                 cand = self._sample(game, S[idx], [hist[i] for i in idx], step, k)  # (len(idx)·k, L)
-                u, v, w = split(cand.T, dims)
-                res = np.repeat(S[idx], k, 0) - np.einsum("ib,jb,kb->bijk", u, v, w)
-                if cfg.field == "Z2":
-                    res %= 2
-                adm = can_finish(res, left, cfg.field).reshape(len(idx), k)
+                adm, _ = admissible(np.repeat(S[idx], k, 0), cand, left, np.repeat(bound[idx], k), cfg)
+                adm = adm.reshape(len(idx), k)
                 ok = adm.any(1)
                 acts = cand.reshape(len(idx), k, -1)[np.arange(len(idx)), np.argmax(adm, 1)]
             else:
@@ -238,6 +259,7 @@ class MCTS:
                 S[idx] %= 2
             for j, i in enumerate(idx):
                 hist[i].append(acts[j])
+            bound[idx] = term_sizes(acts, dims)
             step += 1
             alive[idx[~S[idx].reshape(len(idx), -1).any(1)]] = False
         solved = ~S.reshape(n, -1).any(1)

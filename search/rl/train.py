@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from search.rl.config import RunConfig
-from search.rl.data import (Batch, Sample, augment, batch_from_samples, concat_batches, synthetic_batch,
-                            trajectory_samples)
+from search.rl.data import (Batch, Sample, augment, batch_from_samples, concat_batches, order_terms,
+                            synthetic_batch, trajectory_samples)
 from search.rl.network import AlphaTensorNet, quantile_loss
 from search.rl.selfplay import GameRecord
 
@@ -40,9 +40,10 @@ class Learner:
         self.buffer.extend(rec.samples)
         if rec.solved and t.reorder and len(rec.actions) > 1:
             # Any order of a factorization's terms is a valid game: replay it in a random order.
-            order = self.rng.permutation(len(rec.actions))
-            self.buffer.extend(trajectory_samples(self.cfg.game, rec.start, [rec.actions[i] for i in order],
-                                                  canonical=t.canonicalize))
+            acts = np.stack(rec.actions)[self.rng.permutation(len(rec.actions))]
+            if self.cfg.game.ordered:  # ties only: the order of sizes is the game's rule
+                acts = order_terms(acts, self.cfg.game.dims, self.rng)
+            self.buffer.extend(trajectory_samples(self.cfg.game, rec.start, list(acts), canonical=t.canonicalize))
         if t.retrain_best and rec.samples:
             self._tiebreak += 1
             self.best.append((rec.total_reward, self._tiebreak, rec.samples))
