@@ -10,7 +10,8 @@ from compiler.library import library_algorithm
 from search.rl.config import GameConfig
 from search.rl.game import (TensorGame, batch_ranks, can_finish, canonicalize, flattening_ranks, gf2_rank, int_rank,
                             is_null, is_rank_one, outer, random_basis, random_unimodular, rank_one_action, rank_upper_bound,
-                            order_admissible, split, term_sizes)
+                            koszul_bounds, max_koszul_bound, order_admissible, rank_lower_bounds, split,
+                            term_sizes)
 
 SHAPES = [(2, 2, 2), (2, 2, 3), (1, 2, 3), (3, 3, 3)]
 
@@ -153,7 +154,8 @@ def test_flattening_ranks_bound_the_rank_and_can_finish_is_admissible():
         assert can_finish(s, 7 - r)
         assert flattening_ranks(s).max() <= 7 - r
         s = s - outer(*split(a, (4, 4, 4)))
-    assert not can_finish(t, 3) and can_finish(t, 4)
+    assert not can_finish(t, 3, koszul=False) and can_finish(t, 4, koszul=False)
+    assert not can_finish(t, 5) and can_finish(t, 6)  # the Koszul bound of T is 6
     assert can_finish(np.zeros((4, 4, 4), np.int64), 0) and not can_finish(t * 0 + outer(*split(acts[0], (4, 4, 4))), 0)
     batch = np.stack([t, np.zeros_like(t)])
     assert can_finish(batch, 3).tolist() == [False, True]
@@ -222,3 +224,24 @@ def test_order_admissible_bounds_the_entries_left_terms_can_cover():
     assert order_admissible(t[None], 8, np.array([1])).all()  # eight naive terms
     assert not order_admissible(t[None], 7, np.array([1])).any()  # seven size-1 terms cover ≤ 7 entries
     assert order_admissible(t[None], 2, np.array([4])).all()
+
+
+def test_koszul_bound_is_a_lower_bound_that_separates_correct_second_moves():
+    t = matmul_tensor(2, 2, 2)
+    assert koszul_bounds(t[None]).tolist() == [6]
+    acts = actions_of(library_algorithm("strassen"))
+    s, prefix = t.copy(), []
+    for r, a in enumerate(acts):  # residuals along Strassen's decomposition have rank ≤ 7 − r
+        prefix.append(s.copy())
+        s = s - outer(*split(a, (4, 4, 4)))
+    lb = rank_lower_bounds(np.stack(prefix))
+    assert (lb <= 7 - np.arange(7)).all() and lb[2] == 5
+    # After Strassen's first term, a random second term almost always leaves a residual of bound 6 > 5.
+    rng = np.random.default_rng(0)
+    bad = []
+    while len(bad) < 50:
+        y = rng.integers(-1, 2, 12)
+        if not is_null(y, (4, 4, 4)):
+            bad.append(prefix[1] - outer(*split(y, (4, 4, 4))))
+    assert (koszul_bounds(np.stack(bad)) == 6).mean() > 0.9
+    assert max_koszul_bound((4, 4, 4)) == 6 and max_koszul_bound((1, 2, 2)) == 0

@@ -237,3 +237,19 @@ def test_ordered_expansion_drops_larger_terms_after_a_smaller_one():
     node = mcts.node(g)
     mcts.expand(node)
     assert not node.actions  # A and B are out of order now: a dead leaf
+
+
+def test_root_rollouts_and_a_hot_first_move_reach_a_solution_before_any_simulation():
+    """The root is evaluated by rollouts when first expanded; each rollout's first move is sampled at
+    the first-move temperature (passed to the batch policy), later moves at the policy's own."""
+    temps = []
+
+    def act(S, H, step, k=1, temperature=None):
+        temps.append((step, temperature))
+        return np.stack([(A if step == 0 else B)] * (len(S) * k))
+
+    cfg = MCTSConfig(simulations=5, rollouts=True, rollout_batch=4, root_rollouts=8, rollout_first_temperature=7.0)
+    mcts = MCTS(scripted(), cfg, act_batch=act)
+    root = mcts.search(mcts.node(TensorGame(CFG, target=TOY)))
+    assert mcts.solution is not None and root.visits() == 0  # solved by the root's rollouts
+    assert (0, 7.0) in temps and all(t is None for s, t in temps if s > 0)

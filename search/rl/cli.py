@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="no exact pruning (flattening ranks, order entry bound) and no rank-one endgame in the search")
     g.add_argument("--rollout-candidates", type=int, default=MCTSConfig.rollout_candidates,
                    help="policy samples per rollout move where pruning can reject some (the first admissible is played)")
+    g.add_argument("--rollout-first-temperature", type=float, default=MCTSConfig.rollout_first_temperature,
+                   help="temperature of each rollout's first move (0: the rollout temperature)")
+    g.add_argument("--root-rollouts", type=int, default=MCTSConfig.root_rollouts,
+                   help="rollouts played from a freshly expanded search root (0: none)")
     g.add_argument("--first-play", choices=("value", "max"), default=MCTSConfig.first_play,
                    help="Q of unvisited sampled actions: the node's value, or optimistic (try each once)")
     g.add_argument("--simulations", type=int, default=MCTSConfig.simulations, help="MCTS simulations per move")
@@ -64,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=TrainConfig.lr)
     g.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
                    help="supervised steps on synthetic demonstrations before self-play")
+    g.add_argument("--basis-probability", type=float, default=TrainConfig.basis_probability,
+                   help="fraction of games played in a random unimodular basis (with change of basis on)")
     g.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank,
                    help="fewest terms of a synthetic demonstration (ranks around the target's)")
     g.add_argument("--rollouts", action="store_true",
@@ -107,12 +113,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                    temperature_moves=getattr(args, "temperature_moves", MCTSConfig.temperature_moves),
                    prune=not getattr(args, "no_prune", False),
                    rollout_candidates=getattr(args, "rollout_candidates", MCTSConfig.rollout_candidates),
-                   first_play=getattr(args, "first_play", MCTSConfig.first_play))
+                   first_play=getattr(args, "first_play", MCTSConfig.first_play),
+                   rollout_first_temperature=getattr(args, "rollout_first_temperature",
+                                                     MCTSConfig.rollout_first_temperature),
+                   root_rollouts=getattr(args, "root_rollouts", MCTSConfig.root_rollouts))
     off = {sw: False for sw in ABLATION_SWITCHES if getattr(args, f"no_{sw}", False)}
     train = replace(TrainConfig(), batch_size=getattr(args, "batch_size", TrainConfig.batch_size),
                     lr=getattr(args, "lr", TrainConfig.lr),
                     warmup_steps=getattr(args, "warmup_steps", TrainConfig.warmup_steps),
-                    demo_min_rank=getattr(args, "demo_min_rank", TrainConfig.demo_min_rank), **off)
+                    demo_min_rank=getattr(args, "demo_min_rank", TrainConfig.demo_min_rank),
+                    basis_probability=getattr(args, "basis_probability", TrainConfig.basis_probability), **off)
     seed = int(getattr(args, "seed", 0) or 0)
     run_dir = getattr(args, "run_dir", "") or f"runs/rl-{'x'.join(map(str, shape))}-s{seed}"
     return RunConfig(game=game, net=net, mcts=mcts, train=train, seed=seed,

@@ -74,6 +74,13 @@ class MCTSConfig:
     # rollout value is their best return. 1: a single rollout (AlphaGo).
     rollout_batch: int = 1
     rollout_temperature: float = 0.0  # of the rollouts' policy samples (0: sample_temperature)
+    # Temperature of each rollout's first move (0: rollout_temperature). A high one spreads a batch of
+    # rollouts over many distinct first moves: the exploration the root needs when the policy puts
+    # almost no mass on the moves that make the rest easy (see search/rl/README.md).
+    rollout_first_temperature: float = 0.0
+    # Rollouts from a freshly expanded search root (AlphaGo evaluates every expanded node by rollouts;
+    # the root was the one exception), played in batches of 256. 0: none.
+    root_rollouts: int = 0
     stop_on_solution: bool = True
     # Exact, admissible pruning (game.can_finish): a sampled action whose residual has a flattening
     # rank above the steps left after it cannot lead to a finished game and is dropped; a residual

@@ -40,7 +40,7 @@ def make_evaluator(net: AlphaTensorNet, temperature: float, generator: torch.Gen
 
 
 def make_batch_policy(net: AlphaTensorNet, temperature: float, generator: torch.Generator):
-    def act(residuals: np.ndarray, histories: list, step: int, k: int = 1) -> np.ndarray:
+    def act(residuals: np.ndarray, histories: list, step: int, k: int = 1, temperature: float = temperature) -> np.ndarray:
         return net.act_batch(residuals, histories, step, temperature, generator, k)
     return act
 
