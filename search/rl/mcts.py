@@ -108,6 +108,7 @@ class MCTS:
         self.rng = rng  # for the root's Dirichlet noise (none without a generator)
         self.solution: list[np.ndarray] | None = None  # the actions of a rollout that solved the game
         self.rollout_counts = (0, 0)  # (finished, played) of the last batch of rollouts
+        self.solution_from: int | None = None  # the game step the solving rollout started from
         self._root: Node | None = None
         self._root_prior = np.zeros(0)
 
@@ -191,7 +192,9 @@ class MCTS:
             v = 0.0
         else:
             v = self.expand(node) if not node.expanded else node.value
-            if self.cfg.rollouts and node.actions:
+            # Rollouts also from a leaf none of whose samples survived pruning: it is not proven dead
+            # (its rollouts sample afresh), and the endgame's dead leaves die at once in them.
+            if self.cfg.rollouts:
                 v = (1 - self.cfg.rollout_weight) * v + self.cfg.rollout_weight * self.rollout(node.game)
         for parent, i in reversed(path):
             v = parent.R[i] + v
@@ -276,6 +279,7 @@ class MCTS:
             i = min(np.flatnonzero(solved), key=lambda i: len(hist[i]))
             if self.solution is None or len(hist[i]) < len(self.solution):
                 self.solution = list(hist[i])
+                self.solution_from = game.steps  # the depth the finishing rollout started at
             return -float(len(hist[i]) - game.steps)
         # Unfinished: at the step limit, the best return has the smallest residual bound.
         pen = {}
@@ -315,6 +319,7 @@ class MCTS:
             g.step(acts[0])
         if g.solved and (self.solution is None or len(g.actions) < len(self.solution)):
             self.solution = list(g.actions)
+            self.solution_from = game.steps
         return g.total_reward - game.total_reward
 
     def search(self, root: Node, simulations: int | None = None) -> Node:
