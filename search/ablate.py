@@ -45,7 +45,16 @@ def best_return(metrics_path: str) -> float | None:
     return max(rets) if rets else None
 
 
-def run_ablation(base: RunConfig, out_dir: Path, only: list[str] | None = None, progress: bool = False) -> list[dict]:
+# Switches that change what the warmup trains on; every other row can start from the full agent's
+# state after warmup (same seed, same synthetic batches: the warmup would be identical, and its
+# minutes are then spent once). The row's budget still counts the warmup's wall time.
+WARMUP_SWITCHES = {"synthetic", "canonicalize"}
+
+
+def run_ablation(base: RunConfig, out_dir: Path, only: list[str] | None = None, progress: bool = False,
+                 share_warmup: bool = False) -> list[dict]:
+    import shutil
+
     from search.rl.actors import run
     rows = []
     for label, off in ABLATIONS:
@@ -59,11 +68,16 @@ def run_ablation(base: RunConfig, out_dir: Path, only: list[str] | None = None, 
         cfg = replace(base, train=replace(base.train, **t_off), mcts=replace(base.mcts, **m_off),
                       run_dir=str(out_dir / key))
         t0 = time.time()
-        res = run(cfg, progress=progress)
+        warm = out_dir / "full" / "warmup.pt"
+        resume = share_warmup and key != "full" and key not in WARMUP_SWITCHES and warm.exists()
+        if resume:
+            Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(warm, Path(cfg.run_dir) / "checkpoint.pt")
+        res = run(cfg, resume=resume, progress=progress)
         row = {"configuration": label, "switch": key, "best_rank": res.best_rank,
                "best_return": best_return(res.metrics_path), "games": res.games, "solved_games": res.solved_games,
                "train_steps": res.train_steps, "wall_s": round(time.time() - t0, 1),
-               "first_found_s": res.first_found_s}
+               "first_found_s": res.first_found_s, "shared_warmup": resume}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank)
     ap.add_argument("--only", default="", help="comma-separated switches (full, synthetic, self_play, ...)")
     ap.add_argument("--out-dir", default="runs/ablation")
+    ap.add_argument("--share-warmup", action="store_true",
+                    help="rows whose switch does not touch the warmup start from the full agent's warmup state")
     a = ap.parse_args(argv)
     from compiler.factors import parse_shape
     field = "Z2" if a.field.upper() == "Z2" else "Z"
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=a.seed, budget_s=parse_budget(a.budget), workers=a.workers, target_rank=a.target_rank)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_ablation(base, out, [s for s in a.only.split(",") if s] or None)
+    rows = run_ablation(base, out, [s for s in a.only.split(",") if s] or None, share_warmup=a.share_warmup)
     text = table(rows, base)
     (out / "table.md").write_text(text + "\n")
     (out / "rows.json").write_text(json.dumps(rows, indent=1))

@@ -58,3 +58,13 @@ def test_the_pruning_and_root_rollout_rows_switch_their_ingredient_off(tmp_path)
     assert '"prune": false' in (tmp_path / "prune" / "config.json").read_text()
     assert '"root_rollouts": 0' in (tmp_path / "root_rollouts" / "config.json").read_text()
     assert run_ablation(BASE, tmp_path, only=["root_rollouts"]) == []  # BASE has no rollouts
+
+
+def test_rows_can_share_the_full_agents_warmup(tmp_path):
+    rows = run_ablation(BASE, tmp_path, only=["full", "self_play", "synthetic"], share_warmup=True)
+    shared = {r["switch"]: r["shared_warmup"] for r in rows}
+    assert shared == {"full": False, "self_play": True, "synthetic": False}  # no warmup without demos
+    assert (tmp_path / "full" / "warmup.pt").exists()
+    phases = [line for line in (tmp_path / "self_play" / "metrics.jsonl").read_text().splitlines() if "warmup" in line]
+    assert not phases  # it resumed after the warmup instead of training it again
+    assert all(r["train_steps"] >= BASE.train.warmup_steps for r in rows if r["switch"] != "synthetic")
