@@ -12,6 +12,13 @@ visit-count distribution over its sampled actions.
 Optional leaf evaluation by policy rollouts (``MCTSConfig.rollouts``): one rollout (AlphaGo), or
 ``rollout_batch`` of them played side by side as one network batch per move, the leaf taking their
 best exact return. A rollout that finishes the game is kept in ``solution`` and played by the caller.
+``root_rollouts`` evaluates a freshly expanded root the same way; ``rollout_first_temperature``
+samples each rollout's first move at its own temperature.
+
+Exact pruning (``MCTSConfig.prune``): sampled actions that ``admissible`` rejects (a residual whose
+rank lower bound exceeds the steps left; in ordered games also the order and its entry bound) are
+dropped at expansion, and rollouts play the first admissible of ``rollout_candidates`` samples; a
+rank-one residual in the coefficient set is finished exactly without the network.
 """
 
 from __future__ import annotations
@@ -143,7 +150,9 @@ class MCTS:
             A = np.stack([a for a, _ in kept])
             ok, _ = admissible(g.residual[None], A, left, np.full(len(A), g.size_bound), g.cfg)
             kept = [e for e, keep in zip(kept, ok) if keep]
-            if not kept:  # no sampled action can lead to a finished game
+            if not kept:
+                # None of the samples can lead to a finished game: value the node as a dead one (it is
+                # not proven dead: other actions may exist, and its rollouts sample afresh).
                 value = min(value, dead_value(g.residual, g.steps, g.cfg))
         if not kept:  # every sample was null or pruned: keep the node a leaf with its value
             return self._set_actions(node, [], np.zeros(0), value)
