@@ -107,3 +107,16 @@ def test_cli_rollout_options_reach_the_search_config():
     cfg = config_from_args(ap.parse_args(["--rollouts", "--rollout-batch", "64", "--rollout-temperature", "0.5"]))
     assert cfg.mcts.rollouts and cfg.mcts.rollout_batch == 64 and cfg.mcts.rollout_temperature == 0.5
     assert config_from_args(ap.parse_args([])).mcts.rollout_batch == 1  # default: one rollout (AlphaGo's)
+
+
+def test_cli_pruning_and_order_options_reach_the_configs():
+    from search.rl.cli import config_from_args
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="2,2,2")
+    add_arguments(ap)
+    cfg = config_from_args(ap.parse_args(["--ordered", "--rollout-candidates", "16", "--first-play", "max",
+                                          "--basis-probability", "0.1"]))
+    assert cfg.train.basis_probability == 0.1
+    assert cfg.game.ordered and cfg.mcts.prune and cfg.mcts.rollout_candidates == 16 and cfg.mcts.first_play == "max"
+    off = config_from_args(ap.parse_args(["--no-prune"]))
+    assert not off.mcts.prune and not off.game.ordered and off.mcts.first_play == "value"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from search.rl.config import GameConfig, MCTSConfig
-from search.rl.game import TensorGame, canonicalize, outer, rank_upper_bound, split
+from search.rl.game import TensorGame, can_finish, canonicalize, outer, rank_upper_bound, split
 from search.rl.mcts import MCTS
 
 CFG = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), max_steps=3)
@@ -87,7 +87,8 @@ def test_terminal_penalty_backs_up_through_the_tree():
     """With only wrong terms on offer, every line ends at the step limit with the bound charged."""
     def junk_only(game, k):
         return np.array([[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]]), 0.0
-    mcts = MCTS(junk_only, MCTSConfig(simulations=8, samples=1))
+    # Without pruning (which would drop the junk term: it leaves more rank than steps).
+    mcts = MCTS(junk_only, MCTSConfig(simulations=8, samples=1, prune=False))
     root = mcts.search(mcts.node(TensorGame(CFG, target=TOY)))
     q = root.W[0] / root.N[0]
     assert q < -3.0  # three steps (−3) plus a positive rank bound of the unsolved residual
@@ -110,9 +111,9 @@ def test_root_dirichlet_noise_explores_without_touching_the_stored_prior():
 
 def _policy_from(choices, rng):
     """A batch policy that picks, for each state, one of ``choices`` at random (a stand-in network)."""
-    def act(residuals, histories, step):
+    def act(residuals, histories, step, k=1):
         assert len(residuals) == len(histories)
-        return np.stack([choices[int(rng.integers(len(choices)))] for _ in residuals])
+        return np.stack([choices[int(rng.integers(len(choices)))] for _ in range(len(residuals) * k)])
     return act
 
 
@@ -132,7 +133,8 @@ def test_batched_rollouts_return_the_best_exact_return_and_keep_the_solution():
 
 def test_batched_rollouts_charge_the_terminal_penalty_when_none_finishes():
     junk = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
-    mcts = MCTS(None, MCTSConfig(rollout_batch=8), act_batch=_policy_from([junk], np.random.default_rng(0)))
+    mcts = MCTS(None, MCTSConfig(rollout_batch=8, prune=False),
+                act_batch=_policy_from([junk], np.random.default_rng(0)))
     game = TensorGame(CFG, target=TOY)
     g = game.clone()
     while not g.done:
@@ -160,10 +162,94 @@ def test_batched_rollouts_reduce_mod_2():
     target = (outer(*split(a, DIMS)) + outer(*split(b, DIMS))) % 2
     plays = iter([a, b])
     mcts = MCTS(None, MCTSConfig(rollout_batch=1 + 1),
-                act_batch=lambda S, H, step: np.stack([[a, b][step]] * len(S)))
+                act_batch=lambda S, H, step, k=1: np.stack([[a, b][step]] * (len(S) * k)))
     game = TensorGame(cfg2, target=target)
     assert mcts.rollout(game) == -2.0 and len(mcts.solution) == 2
     g = TensorGame(cfg2, target=target)
     for x in plays:
         g.step(x)
     assert g.solved
+
+
+# -- pruning and the exact endgame --------------------------------------------------------------
+def test_expansion_keeps_only_actions_that_can_still_finish():
+    mcts = MCTS(scripted(distractors=12), MCTSConfig(simulations=1, samples=15))
+    root = mcts.node(TensorGame(CFG, target=TOY))
+    mcts.expand(root)
+    keys = {a.tobytes() for a in root.actions}
+    assert {A.tobytes(), B.tobytes()} <= keys
+    for a in root.actions:  # everything kept leaves a residual of flattening rank ≤ the 2 steps left
+        g = TensorGame(CFG, target=TOY)
+        g.step(a)
+        assert can_finish(g.residual, 2)
+    assert np.isclose(root.prior.sum(), 1.0)
+    unpruned = MCTS(scripted(distractors=12), MCTSConfig(simulations=1, samples=15, prune=False))
+    r2 = unpruned.node(TensorGame(CFG, target=TOY))
+    unpruned.expand(r2)
+    assert len(r2.actions) > len(root.actions)  # the junk terms were there to prune
+
+
+def test_a_rank_one_residual_is_finished_exactly_without_the_network():
+    def never(game, k):
+        raise AssertionError("the endgame must not ask the network")
+    mcts = MCTS(never, MCTSConfig(simulations=4))
+    g = TensorGame(CFG, target=TOY)
+    g.step(A)
+    node = mcts.node(g)
+    assert mcts.expand(node) == -1.0
+    assert len(node.actions) == 1 and np.array_equal(node.actions[0], B)
+
+
+def test_a_state_with_no_admissible_sample_is_a_dead_leaf_with_an_upper_bound_value():
+    def junk_only(game, k):
+        return np.array([[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]]), 0.0
+    mcts = MCTS(junk_only, MCTSConfig(simulations=8, samples=1))
+    root = mcts.search(mcts.node(TensorGame(CFG, target=TOY)))
+    assert root.expanded and not root.actions
+    # Three steps left, the residual (rank 2) cannot be finished with the junk: value ≤ −3 − 1.
+    assert root.value <= -4.0
+
+
+def test_pruned_rollouts_play_admissible_candidates_and_finish_more_often():
+    junk = np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+    game = TensorGame(CFG, target=TOY)
+    solved = {}
+    for prune in (False, True):
+        mcts = MCTS(None, MCTSConfig(rollout_batch=32, prune=prune, rollout_candidates=8),
+                    act_batch=_policy_from([A, junk, junk, junk], np.random.default_rng(0)))
+        mcts.rollout(game)
+        solved[prune] = mcts.rollout_counts[0]
+        if prune:
+            # A first (the only admissible move), then B by the exact endgame, in every rollout that
+            # sampled A among its 8 candidates.
+            assert mcts.solution is not None and len(mcts.solution) == 2
+    assert solved[True] > solved[False]
+
+
+def test_ordered_expansion_drops_larger_terms_after_a_smaller_one():
+    ordered = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), max_steps=3, ordered=True)
+    mcts = MCTS(scripted(distractors=0), MCTSConfig(simulations=1, samples=3))
+    root = mcts.node(TensorGame(ordered, target=TOY))
+    mcts.expand(root)
+    assert {a.tobytes() for a in root.actions} == {A.tobytes(), B.tobytes()}  # both of size 8: in order
+    g = TensorGame(ordered, target=TOY)
+    g.step(np.array([1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]))  # a size-1 term first: only size-1 terms may follow
+    node = mcts.node(g)
+    mcts.expand(node)
+    assert not node.actions  # A and B are out of order now: a dead leaf
+
+
+def test_root_rollouts_and_a_hot_first_move_reach_a_solution_before_any_simulation():
+    """The root is evaluated by rollouts when first expanded; each rollout's first move is sampled at
+    the first-move temperature (passed to the batch policy), later moves at the policy's own."""
+    temps = []
+
+    def act(S, H, step, k=1, temperature=None):
+        temps.append((step, temperature))
+        return np.stack([(A if step == 0 else B)] * (len(S) * k))
+
+    cfg = MCTSConfig(simulations=5, rollouts=True, rollout_batch=4, root_rollouts=8, rollout_first_temperature=7.0)
+    mcts = MCTS(scripted(), cfg, act_batch=act)
+    root = mcts.search(mcts.node(TensorGame(CFG, target=TOY)))
+    assert mcts.solution is not None and root.visits() == 0  # solved by the root's rollouts
+    assert (0, 7.0) in temps and all(t is None for s, t in temps if s > 0)

@@ -106,3 +106,24 @@ def test_act_batch_samples_one_valid_action_per_state():
     S = np.repeat(matmul_tensor(2, 2, 2)[None], 5, 0)
     acts = net.act_batch(S, [[] for _ in range(5)], 0, 1.0, torch.Generator().manual_seed(0))
     assert acts.shape == (5, 12) and set(np.unique(acts).tolist()) <= {-1, 0, 1}
+
+
+def test_encode_batch_matches_encode_per_position():
+    from search.rl.config import TrainConfig
+    from search.rl.data import synthetic_batch
+    g = GameConfig(shape=(2, 2, 3), coefficients=(-1, 0, 1), history=2)
+    net = AlphaTensorNet(g, TINY)
+    b = synthetic_batch(g, TrainConfig(demo_min_rank=3), np.random.default_rng(0), 40)
+    x, step = net.encode_batch(b.residual, b.history, b.step)
+    for i in range(40):
+        past = [a for a in b.history[i] if a.any()]  # synthetic terms are never null: zero rows are padding
+        xe, se = net.encode(b.residual[i], past, int(b.step[i]))
+        assert np.array_equal(x[i].numpy(), xe) and float(step[i]) == pytest.approx(se)
+
+
+def test_act_batch_with_k_samples_groups_them_by_state():
+    g = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1))
+    net = AlphaTensorNet(g, TINY).eval()
+    S = np.repeat(matmul_tensor(2, 2, 2)[None], 3, 0)
+    acts = net.act_batch(S, [[] for _ in range(3)], 0, 1.0, torch.Generator().manual_seed(0), k=4)
+    assert acts.shape == (12, 12) and set(np.unique(acts).tolist()) <= {-1, 0, 1}

@@ -63,12 +63,14 @@ class RolloutOnlyNet:
 
 def test_a_solving_rollout_is_played_out_as_a_verified_game():
     cfg = RunConfig(game=GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1), max_steps=7),
-                    mcts=MCTSConfig(simulations=4, samples=2, rollouts=True),
+                    # One rollout candidate per move: the scripted net answers one-sample requests only.
+                    mcts=MCTSConfig(simulations=4, samples=2, rollouts=True, rollout_candidates=1),
                     train=TrainConfig(change_of_basis=False))
     rec = play_game(RolloutOnlyNet(), cfg, np.random.default_rng(0))
     assert rec.solved and rec.rank == 7 and rec.factorization.verify()
     assert rec.total_reward == -7.0
     assert [s.value for s in rec.samples] == [-7.0 + k for k in range(7)]
+    assert rec.info["solved_by_rollout_from_step"] is not None and rec.info["solved_at_move"] <= 1
     # Without rollouts the same searches only see the junk action and cannot solve it.
     plain = RunConfig(**{**cfg.__dict__, "mcts": MCTSConfig(simulations=4, samples=2)})
     assert not play_game(RolloutOnlyNet(), plain, np.random.default_rng(0)).solved

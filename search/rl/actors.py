@@ -191,6 +191,10 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True, games_per_t
             if learner.steps % 50 == 0:
                 log(phase="warmup", **info)
                 tick()
+        if learner.steps >= t.warmup_steps:
+            save_ckpt()  # the state after warmup, also kept as warmup.pt (search.ablate reuses it)
+            import shutil
+            shutil.copyfile(ckpt, run_dir / "warmup.pt")
     last_ckpt = learner.steps
     can_train = t.synthetic or t.self_play
     actors = None

@@ -47,6 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = _Group(parser, "rl (AlphaTensor-style agent)")
     g.add_argument("--coefficients", default="", help="coefficient set, e.g. -1,0,1 (default -2..2; {0,1} for Z2)")
     g.add_argument("--max-steps", type=int, default=0, help="step limit of a game (default n·m·p)")
+    g.add_argument("--ordered", action="store_true",
+                   help="play terms in non-increasing size nnz(u)·nnz(v)·nnz(w) (every factorization stays reachable)")
+    g.add_argument("--no-prune", action="store_true",
+                   help="no exact pruning (flattening ranks, order entry bound) and no rank-one endgame in the search")
+    g.add_argument("--rollout-candidates", type=int, default=MCTSConfig.rollout_candidates,
+                   help="policy samples per rollout move where pruning can reject some (the first admissible is played)")
+    g.add_argument("--rollout-first-temperature", type=float, default=MCTSConfig.rollout_first_temperature,
+                   help="temperature of each rollout's first move (0: the rollout temperature)")
+    g.add_argument("--root-rollouts", type=int, default=MCTSConfig.root_rollouts,
+                   help="rollouts played from a freshly expanded search root (0: none)")
+    g.add_argument("--first-play", choices=("value", "max"), default=MCTSConfig.first_play,
+                   help="Q of unvisited sampled actions: the node's value, or optimistic (try each once)")
     g.add_argument("--simulations", type=int, default=MCTSConfig.simulations, help="MCTS simulations per move")
     g.add_argument("--samples", type=int, default=MCTSConfig.samples, help="K actions sampled per node")
     g.add_argument("--d-model", type=int, default=NetConfig.d_model)
@@ -56,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=TrainConfig.lr)
     g.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
                    help="supervised steps on synthetic demonstrations before self-play")
+    g.add_argument("--basis-probability", type=float, default=TrainConfig.basis_probability,
+                   help="fraction of games played in a random unimodular basis (with change of basis on)")
     g.add_argument("--demo-min-rank", type=int, default=TrainConfig.demo_min_rank,
                    help="fewest terms of a synthetic demonstration (ranks around the target's)")
     g.add_argument("--rollouts", action="store_true",
@@ -84,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     field = "Z2" if str(getattr(args, "field", "Z")).upper() in ("Z2", "F2", "GF2") else "Z"
     coeffs = tuple(int(x) for x in args.coefficients.split(",")) if getattr(args, "coefficients", "") else \
         ((0, 1) if field == "Z2" else GameConfig.coefficients)
-    game = GameConfig(shape=shape, field=field, coefficients=coeffs, max_steps=getattr(args, "max_steps", 0))
+    game = GameConfig(shape=shape, field=field, coefficients=coeffs, max_steps=getattr(args, "max_steps", 0),
+                      ordered=bool(getattr(args, "ordered", False)))
     net = replace(NetConfig(), d_model=getattr(args, "d_model", NetConfig.d_model),
                   torso_layers=getattr(args, "torso_layers", NetConfig.torso_layers),
                   policy_layers=getattr(args, "policy_layers", NetConfig.policy_layers))
@@ -95,12 +110,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                    rollout_batch=getattr(args, "rollout_batch", MCTSConfig.rollout_batch),
                    rollout_temperature=getattr(args, "rollout_temperature", MCTSConfig.rollout_temperature),
                    sample_temperature=getattr(args, "sample_temperature", MCTSConfig.sample_temperature),
-                   temperature_moves=getattr(args, "temperature_moves", MCTSConfig.temperature_moves))
+                   temperature_moves=getattr(args, "temperature_moves", MCTSConfig.temperature_moves),
+                   prune=not getattr(args, "no_prune", False),
+                   rollout_candidates=getattr(args, "rollout_candidates", MCTSConfig.rollout_candidates),
+                   first_play=getattr(args, "first_play", MCTSConfig.first_play),
+                   rollout_first_temperature=getattr(args, "rollout_first_temperature",
+                                                     MCTSConfig.rollout_first_temperature),
+                   root_rollouts=getattr(args, "root_rollouts", MCTSConfig.root_rollouts))
     off = {sw: False for sw in ABLATION_SWITCHES if getattr(args, f"no_{sw}", False)}
     train = replace(TrainConfig(), batch_size=getattr(args, "batch_size", TrainConfig.batch_size),
                     lr=getattr(args, "lr", TrainConfig.lr),
                     warmup_steps=getattr(args, "warmup_steps", TrainConfig.warmup_steps),
-                    demo_min_rank=getattr(args, "demo_min_rank", TrainConfig.demo_min_rank), **off)
+                    demo_min_rank=getattr(args, "demo_min_rank", TrainConfig.demo_min_rank),
+                    basis_probability=getattr(args, "basis_probability", TrainConfig.basis_probability), **off)
     seed = int(getattr(args, "seed", 0) or 0)
     run_dir = getattr(args, "run_dir", "") or f"runs/rl-{'x'.join(map(str, shape))}-s{seed}"
     return RunConfig(game=game, net=net, mcts=mcts, train=train, seed=seed,

@@ -16,6 +16,12 @@ class GameConfig:
     coefficients: tuple[int, ...] = (-2, -1, 0, 1, 2)
     max_steps: int = 0  # 0: n·m·p (the naive rank), so any finished game is at least as good
     history: int = 2  # previous actions shown to the network
+    # Play the terms in non-increasing size (size = nnz(u)·nnz(v)·nnz(w), the entries of u⊗v⊗w).
+    # Every factorization is still reachable (sort its terms), so no rank is lost; what goes is the
+    # freedom to play a small term early. In particular a naive term a_ij·b_jk·c_ik (size 1) can only
+    # be followed by terms of size 1, which ends at once every line that starts with one unless the
+    # rest is naive too. An out-of-order move is refused by the game.
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         if self.field not in ("Z", "Z2"):
@@ -68,7 +74,26 @@ class MCTSConfig:
     # rollout value is their best return. 1: a single rollout (AlphaGo).
     rollout_batch: int = 1
     rollout_temperature: float = 0.0  # of the rollouts' policy samples (0: sample_temperature)
+    # Temperature of each rollout's first move (0: rollout_temperature). A high one spreads a batch of
+    # rollouts over many distinct first moves: the exploration the root needs when the policy puts
+    # almost no mass on the moves that make the rest easy (see search/rl/README.md).
+    rollout_first_temperature: float = 0.0
+    # Rollouts from a freshly expanded search root (AlphaGo evaluates every expanded node by rollouts;
+    # the root was the one exception), played in batches of 256. 0: none.
+    root_rollouts: int = 0
     stop_on_solution: bool = True
+    # Exact, admissible pruning (game.can_finish): a sampled action whose residual has a flattening
+    # rank above the steps left after it cannot lead to a finished game and is dropped; a residual
+    # that is one rank-one term in the coefficient set is finished at once (the exact endgame).
+    prune: bool = True
+    # Policy samples per rollout state and move where pruning can reject some (the first admissible
+    # one is played): rollouts then sample from the policy restricted to admissible actions.
+    rollout_candidates: int = 8
+    # Q of an unvisited sampled action: "value" (the node's value estimate, AlphaZero-like) or "max"
+    # (optimistic first-play urgency: the best normalised Q, so every sampled action is tried once,
+    # in prior order, before any is tried twice). When almost every leaf fails alike, "value" spends
+    # the visits on the few most sampled actions.
+    first_play: str = "value"
     root_noise: float = 0.25  # fraction of Dirichlet noise in the root's prior (AlphaZero: 0.25)
     dirichlet_alpha: float = 0.3
 

@@ -160,6 +160,17 @@ class AlphaTensorNet(nn.Module):
             x[i + 1] = outer(*split(a, self.dims))
         return x, step / self.game.steps
 
+    def encode_batch(self, residual: np.ndarray, history: np.ndarray, step: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode`` for a batch: residuals (B, S1, S2, S3), histories (B, h, L) oldest first → (x, step)."""
+        h = self.game.history
+        B = len(residual)
+        x = np.zeros((B, h + 1, *self.dims), np.float32)
+        x[:, 0] = residual
+        if h:
+            u, v, w = split(np.moveaxis(history[:, ::-1], 2, 0), self.dims)  # most recent first
+            x[:, 1:] = np.einsum("ibh,jbh,kbh->bhijk", u, v, w)
+        return torch.from_numpy(x), torch.from_numpy(np.asarray(step, np.float32) / self.game.steps)
+
     def forward(self, x: torch.Tensor, step: torch.Tensor, actions: torch.Tensor | None = None):
         mem = self.torso(x, step)
         q = self.value(mem.mean(1))
@@ -182,8 +193,8 @@ class AlphaTensorNet(nn.Module):
 
     @torch.no_grad()
     def act_batch(self, residuals: np.ndarray, histories: list[list[np.ndarray]], step: int,
-                  temperature: float = 1.0, generator: torch.Generator | None = None) -> np.ndarray:
-        """One sampled action per state for a batch of states at the same step: (B, L) coefficients.
+                  temperature: float = 1.0, generator: torch.Generator | None = None, k: int = 1) -> np.ndarray:
+        """``k`` sampled actions per state for a batch of states at the same step: (B·k, L), grouped by state.
 
         Batched rollouts use this: one torso pass and ``n_tokens`` decoder passes for B states, instead
         of B separate ``evaluate`` calls (the per-call overhead dominates at these sizes).
@@ -191,7 +202,9 @@ class AlphaTensorNet(nn.Module):
         feats = [self.encode(r, h, step)[0] for r, h in zip(residuals, histories)]
         x = torch.from_numpy(np.stack(feats))
         mem = self.torso(x, torch.full((len(feats),), step / self.game.steps, dtype=torch.float32))
-        toks = torch.full((len(feats), 1), self.policy.vocab, dtype=torch.long)
+        if k > 1:
+            mem = mem.repeat_interleave(k, 0)
+        toks = torch.full((len(mem), 1), self.policy.vocab, dtype=torch.long)
         for _ in range(self.policy.length):
             logit = self.policy._run(toks, mem)[:, -1] / max(temperature, 1e-6)
             toks = torch.cat([toks, torch.multinomial(torch.softmax(logit, -1), 1, generator=generator)], 1)

@@ -40,8 +40,8 @@ def make_evaluator(net: AlphaTensorNet, temperature: float, generator: torch.Gen
 
 
 def make_batch_policy(net: AlphaTensorNet, temperature: float, generator: torch.Generator):
-    def act(residuals: np.ndarray, histories: list, step: int) -> np.ndarray:
-        return net.act_batch(residuals, histories, step, temperature, generator)
+    def act(residuals: np.ndarray, histories: list, step: int, k: int = 1, temperature: float = temperature) -> np.ndarray:
+        return net.act_batch(residuals, histories, step, temperature, generator, k)
     return act
 
 
@@ -60,9 +60,13 @@ def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, rew
                 make_batch_policy(net, cfg.mcts.rollout_temperature or cfg.mcts.sample_temperature, gen))
     root = mcts.node(game)
     positions, rewards = [], []
+    info: dict = {}
     while not game.done:
         mcts.search(root)
         if mcts.solution is not None and cfg.mcts.stop_on_solution:
+            # Where it came from: a rollout started at this depth (0: the game's root, by root rollouts).
+            info["solved_by_rollout_from_step"] = mcts.solution_from
+            info["solved_at_move"] = game.steps
             # A rollout solved the game: play its remaining moves, each a demonstrated (weight-1) target.
             for a in mcts.solution[game.steps:]:
                 positions.append(Sample(game.residual.astype(np.int8), list(game.actions), game.steps,
@@ -89,4 +93,4 @@ def play_game(net: AlphaTensorNet, cfg: RunConfig, rng: np.random.Generator, rew
     for s, g in zip(positions, ret):
         s.value = float(g)
     return GameRecord(game.start.copy(), list(game.actions), positions, game.solved, float(sum(rewards)), f, bonus,
-                      in_basis, time.perf_counter() - t0)
+                      in_basis, time.perf_counter() - t0, info)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from search.rl.config import RunConfig
-from search.rl.data import Sample, augment, synthetic_position, trajectory_samples
+from search.rl.data import (Batch, Sample, augment, batch_from_samples, concat_batches, order_terms,
+                            synthetic_batch, trajectory_samples)
 from search.rl.network import AlphaTensorNet, quantile_loss
 from search.rl.selfplay import GameRecord
 
@@ -26,7 +27,7 @@ class Learner:
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.net = net or AlphaTensorNet(cfg.game, cfg.net)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.train.lr, weight_decay=1e-4)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.train.lr, weight_decay=1e-4, foreach=True)
         self.rng = np.random.default_rng([cfg.seed, 1])
         self.buffer: deque[Sample] = deque(maxlen=cfg.train.buffer_size)
         self.best: list[tuple[float, int, list[Sample]]] = []  # (return, tiebreak, samples), best first
@@ -39,54 +40,57 @@ class Learner:
         self.buffer.extend(rec.samples)
         if rec.solved and t.reorder and len(rec.actions) > 1:
             # Any order of a factorization's terms is a valid game: replay it in a random order.
-            order = self.rng.permutation(len(rec.actions))
-            self.buffer.extend(trajectory_samples(self.cfg.game, rec.start, [rec.actions[i] for i in order],
-                                                  canonical=t.canonicalize))
+            acts = np.stack(rec.actions)[self.rng.permutation(len(rec.actions))]
+            if self.cfg.game.ordered:  # ties only: the order of sizes is the game's rule
+                acts = order_terms(acts, self.cfg.game.dims, self.rng)
+            self.buffer.extend(trajectory_samples(self.cfg.game, rec.start, list(acts), canonical=t.canonicalize))
         if t.retrain_best and rec.samples:
             self._tiebreak += 1
             self.best.append((rec.total_reward, self._tiebreak, rec.samples))
             self.best.sort(key=lambda x: (-x[0], x[1]))
             del self.best[self.BEST_GAMES:]
 
-    def make_batch(self) -> list[Sample]:
+    def make_batch(self) -> Batch:
         t, g, rng = self.cfg.train, self.cfg.game, self.rng
         B = t.batch_size
         have_games = t.self_play and len(self.buffer) > 0
         n_syn = (int(B * t.synthetic_fraction) if have_games else B) if t.synthetic else 0
         n_best = int(B * t.best_fraction) if (t.retrain_best and self.best and have_games) else 0
         n_buf = B - n_syn - n_best if have_games else 0
-        batch = []
-        batch.extend(synthetic_position(g, t, rng) for _ in range(n_syn))
+        played = []
         for _ in range(n_best):
             s = self.best[int(rng.integers(len(self.best)))][2]
-            batch.append(s[int(rng.integers(len(s)))])
+            played.append(s[int(rng.integers(len(s)))])
         for i in rng.integers(len(self.buffer), size=n_buf) if n_buf else []:
-            batch.append(self.buffer[int(i)])
+            played.append(self.buffer[int(i)])
         if t.signed_permutations:
-            batch = [augment(s, g, rng, t.canonicalize) for s in batch]
-        return batch
+            # Synthetic positions need no augmentation: their terms have i.i.d. coefficients with a
+            # sign-symmetric law, so a signed permutation leaves their distribution unchanged.
+            played = [augment(s, g, rng, t.canonicalize) for s in played]
+        parts = [synthetic_batch(g, t, rng, n_syn)] if n_syn else []
+        if played:
+            parts.append(batch_from_samples(played, g))
+        return concat_batches(parts) if parts else None
 
     # -- optimisation -------------------------------------------------------------------------------
-    def loss(self, batch: list[Sample]) -> tuple[torch.Tensor, dict]:
+    def loss(self, batch: Batch | list) -> tuple[torch.Tensor, dict]:
         net = self.net
-        feats = [net.encode(s.residual, s.history, s.step) for s in batch]
-        x = torch.from_numpy(np.stack([f[0] for f in feats]))
-        step = torch.tensor([f[1] for f in feats], dtype=torch.float32)
-        owner = np.concatenate([np.full(len(s.actions), i) for i, s in enumerate(batch)])
-        acts = np.concatenate([s.actions for s in batch])
-        w = torch.from_numpy(np.concatenate([s.weights for s in batch])).float()
+        if isinstance(batch, list):
+            batch = batch_from_samples(batch, self.cfg.game)
+        x, step = net.encode_batch(batch.residual, batch.history, batch.step)
+        w = torch.from_numpy(batch.weights).float()
         mem, q, _ = net(x, step)
-        toks = net.tokens(acts)
-        logits = net.policy.logits(toks, mem[torch.from_numpy(owner)])
+        toks = net.tokens(batch.actions)
+        logits = net.policy.logits(toks, mem[torch.from_numpy(batch.owner)])
         logp = torch.log_softmax(logits, -1).gather(-1, toks[..., None]).squeeze(-1).sum(-1)
         pol = -(w * logp).sum() / len(batch)
-        target = torch.tensor([s.value for s in batch], dtype=torch.float32) / self.cfg.game.steps
+        target = torch.from_numpy(batch.value).float() / self.cfg.game.steps
         val = quantile_loss(q, target, net.taus)
         return pol + val, {"policy_loss": float(pol.detach()), "value_loss": float(val.detach())}
 
     def train_step(self) -> dict:
         batch = self.make_batch()
-        if not batch:
+        if batch is None or not len(batch):
             return {}
         self.net.train()
         loss, info = self.loss(batch)
