@@ -38,7 +38,7 @@ def _reward(cfg: RunConfig):
 
 
 def provenance(cfg: RunConfig, seed: int) -> dict:
-    return {"found_by": "fastmm RL agent (search.rl)", "date": time.strftime("%Y-%m-%d"),
+    return {"source": "fastmm search.run --method rl", "found_by": "fastmm RL agent (search.rl)", "date": time.strftime("%Y-%m-%d"),
             "method": "rl: TensorGame + sampled MCTS + transformer policy/value (AlphaTensor-style)",
             "notes": f"seed={cfg.seed} game_seed={seed} reward={cfg.reward}"}
 
