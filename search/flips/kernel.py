@@ -87,6 +87,26 @@ def _add(ap, an, bp, bn, sign, mod2):
     return True, (ap & ~bn) | (bp & ~an), (an & ~bp) | (bn & ~ap)
 
 
+@njit(cache=True, inline="always")
+def _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+    """The flip of terms r and s, which share slot 3 − u − v up to the sign sig: slot u of r gains
+    eps·sig times s's, slot v of s loses eps times r's. Over Z the other eps is tried when an entry
+    would leave {-1, 0, 1}. Returns whether the flip was applied."""
+    for attempt in range(2):
+        ok1, yp, yn = _add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
+        ok2, zp, zn = _add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
+        if ok1 and ok2:
+            P[r, u] = yp
+            N[r, u] = yn
+            P[s, v] = zp
+            N[s, v] = zn
+            return True
+        if mod2:
+            return False
+        eps = -eps
+    return False
+
+
 @njit(cache=True)
 def _remove(P, N, R, i, watch):
     """Drop term i (the last term moves into its place); ``watch`` indices follow the move."""
@@ -232,18 +252,8 @@ def _flip(P, N, R, rng, mod2):
     u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
     v = 3 - t - u  # slot that shrinks on s
     eps = 1 if (bits & 2) == 0 else -1
-    for attempt in range(2):
-        ok1, yp, yn = _add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
-        ok2, zp, zn = _add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
-        if ok1 and ok2:
-            P[r, u] = yp
-            N[r, u] = yn
-            P[s, v] = zp
-            N[s, v] = zn
-            return r, s, u, v
-        if mod2:
-            break
-        eps = -eps
+    if _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+        return r, s, u, v
     return -1, -1, -1, -1
 
 
@@ -345,18 +355,8 @@ def _flip_ix(P, N, rng, mod2, ix0, ix1, ix2):
         u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
         v = 3 - t - u  # slot that shrinks on s
         eps = 1 if (bits & 2) == 0 else -1
-        for attempt in range(2):
-            ok1, yp, yn = _add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
-            ok2, zp, zn = _add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
-            if ok1 and ok2:
-                P[r, u] = yp
-                N[r, u] = yn
-                P[s, v] = zp
-                N[s, v] = zn
-                return r, s, u, v
-            if mod2:
-                break
-            eps = -eps
+        if _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+            return r, s, u, v
     return -1, -1, -1, -1
 
 

@@ -279,18 +279,8 @@ def _sym_flip(P, N, R, rng, mod2, ix):
         u = 1 + (bits & 1)  # slot that grows on r
         v = 3 - u  # slot that shrinks on s
         eps = 1 if (bits & 2) == 0 else -1
-        for attempt in range(2):
-            ok1, yp, yn = K._add(P[r, u], N[r, u], P[s, u], N[s, u], eps * sig, mod2)
-            ok2, zp, zn = K._add(P[s, v], N[s, v], P[r, v], N[r, v], -eps, mod2)
-            if ok1 and ok2:
-                P[r, u] = yp
-                N[r, u] = yn
-                P[s, v] = zp
-                N[s, v] = zn
-                return r, s, u, v
-            if mod2:
-                break
-            eps = -eps
+        if K._flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+            return r, s, u, v
     return -1, -1, -1, -1
 
 
