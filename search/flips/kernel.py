@@ -107,6 +107,20 @@ def _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
     return False
 
 
+@njit(cache=True, inline="always")
+def _flip_drawn(P, N, r, s, t, sig, rng, mod2):
+    """The flip of terms r and s that share slot t up to the sign sig, its direction drawn: which of
+    the other slots grows on r (the third shrinks on s) and the sign eps. Returns (u, v), or (-1, -1)
+    when no sign keeps the entries in the field."""
+    bits = _below(rng, 4)
+    u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
+    v = 3 - t - u  # slot that shrinks on s
+    eps = 1 if (bits & 2) == 0 else -1
+    if _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+        return u, v
+    return -1, -1
+
+
 @njit(cache=True)
 def _remove(P, N, R, i, watch):
     """Drop term i (the last term moves into its place); ``watch`` indices follow the move."""
@@ -248,11 +262,8 @@ def _flip(P, N, R, rng, mod2):
             break
     if s < 0:
         return -1, -1, -1, -1
-    bits = _below(rng, 4)
-    u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
-    v = 3 - t - u  # slot that shrinks on s
-    eps = 1 if (bits & 2) == 0 else -1
-    if _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+    u, v = _flip_drawn(P, N, r, s, t, sig, rng, mod2)
+    if u >= 0:
         return r, s, u, v
     return -1, -1, -1, -1
 
@@ -351,11 +362,8 @@ def _flip_ix(P, N, rng, mod2, ix0, ix1, ix2):
         r = ix[base + i]
         s = ix[base + j]
         sig = 1 if (mod2 or P[r, t] == P[s, t]) else -1  # the same key: equal, or opposite
-        bits = _below(rng, 4)
-        u = (t + 1) % 3 if (bits & 1) == 0 else (t + 2) % 3  # slot that grows on r
-        v = 3 - t - u  # slot that shrinks on s
-        eps = 1 if (bits & 2) == 0 else -1
-        if _flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+        u, v = _flip_drawn(P, N, r, s, t, sig, rng, mod2)
+        if u >= 0:
             return r, s, u, v
     return -1, -1, -1, -1
 

@@ -275,11 +275,8 @@ def _sym_flip(P, N, R, rng, mod2, ix):
         if r // 3 == s // 3:
             continue
         sig = 1 if (mod2 or P[r, 0] == P[s, 0]) else -1  # same key: equal, or opposite
-        bits = K._below(rng, 4)
-        u = 1 + (bits & 1)  # slot that grows on r
-        v = 3 - u  # slot that shrinks on s
-        eps = 1 if (bits & 2) == 0 else -1
-        if K._flip_pair(P, N, r, s, u, v, sig, eps, mod2):
+        u, v = K._flip_drawn(P, N, r, s, 0, sig, rng, mod2)  # orbits share slot 0
+        if u >= 0:
             return r, s, u, v
     return -1, -1, -1, -1
 
