@@ -394,7 +394,8 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0, tie: np.nda
         if g is not None:
             g = g.replace(name=g.label() + "-ternary",
                           provenance=replace(g.provenance, method=g.provenance.method.replace(
-                              "Hensel lifting", "ternary (sign) lifting")))
+                              "Hensel lifting", "ternary (sign) lifting"),
+                              notes=g.provenance.notes.replace("Hensel-lifted from", "sign-lifted from")))
             return LiftReport(True, g, 2, free_variables=len(free_cols), attempts=attempt + 1,  # mod 4 by construction, then exact
                               history=(f"signs valid over Z after {attempt + 1} candidate(s)",))
     return LiftReport(False, None, 2, f"{tries} sign choices valid mod 4 were tried, none is valid over Z "

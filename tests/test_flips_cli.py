@@ -102,10 +102,15 @@ def test_flips_cli_symmetric_diagonal_start_lifts_orbit_wise(tmp_path, capsys):
                "--no-progress"])
     summary = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
     assert rc == 0 and summary["lift"].startswith("orbit-wise signs: lifted")
+    # the summary and provenance name the diagonal start (naive 27 + one merge = 29), not the naive one
+    assert summary["start"] == "diagonal-3x3x3-0+1,2-r29" and summary["start_rank"] == 29
     fs = load(out)
     assert sorted(f.field for f in fs) == ["Q", "Z2"]
     for f in fs:
         assert f.rank == 23 and f.verify() and is_invariant(f) and f.is_integral
+        assert "start diagonal-3x3x3-0+1,2-r29" in f.provenance.notes
+    lifted = next(f for f in fs if f.field == "Q")
+    assert "sign-lifted from" in lifted.provenance.notes and "Hensel" not in lifted.provenance.notes
     with pytest.raises(SystemExit):
         main(["--shape", "3,3,3", "--symmetric", "--cubes", "0+1", "--budget", "1s", "--no-progress"])
 

@@ -700,6 +700,7 @@ class SymmetricResult:
     seconds: float
     history: list[tuple[float, int]] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    start: str = ""  # the start's name and rank, e.g. "diagonal-5x5x5-0+4,1+3,2-r129"
 
 
 def _start(n: int, cfg: SymmetricConfig) -> tuple[SymmetricState, str, bool]:
@@ -815,7 +816,8 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
             level, nxt, level_flips, first, after = low, {}, 0, None, 0
         elif spent == 0:
             break
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0)
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0,
+                           f"{start_name}-r{st0.rank}")
 
 
 def symmetric_walk_search(n: int, config: SymmetricConfig,
@@ -902,4 +904,5 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
         if out[K.OUT_FLIPS] == 0 and path == 0 and len(pool) == 1:
             break
         cur = pool[int(pick.integers(len(pool)))].copy()
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0)
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0,
+                           f"{start_name}-r{st0.rank}")
