@@ -51,8 +51,11 @@ with one split (6 fixed terms) 105 at 753 s and no lower in 20 min, and that 105
 from the 3-cube start with an O(rank) scan for partners, 99 at 233 s in 10 min; with the index
 (1.1–1.7 M orbit flips per CPU-second) lineages reach 99 in 13 s and Poole's run settings
 (``--fresh-resets``) in 21 s, and neither goes lower in 10 min; rank by rank with pools
-(``symmetric_pool_search``) reaches 96 at 223 s, and in one hour (5.5 G flips) nothing lower: 93
-was not reached. The 96 lifts along its orbits (coefficients in {−2, …, 2}).
+(``symmetric_pool_search``) reaches 96 at 223 s, and in one hour (5.5 G flips) nothing lower (the
+pools keep to few basins). Poole's run settings given an hour reach 93: seeds 11 and 10 side by
+side, one core each, at 639 s and 765 s, in their 23rd and 25th fresh lineage (about 25 s per
+lineage; the lineages before ended at 96–111, mostly 99–102), about Poole's "1 in 30". Both 93s
+got ±1 signs along their orbits at once: ``factors/5x5x5-flips.npz``.
 """
 
 from __future__ import annotations
