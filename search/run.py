@@ -7,7 +7,8 @@
     python -m search.run --shape 2,2,2 --method rl ...   (the RL agent: search.rl.cli)
 
 The symmetric walk with fresh lineages (Moosbauer & Poole's runs) for square shapes, measured on
-one core: <4,4,4> 49 over Z in seconds (20 of 20 seeds), <5,5,5> 93 mod 2 in 11–13 min, lifted:
+one core: <4,4,4> 49 over Z in seconds (20 of 20 seeds), <5,5,5> 93 mod 2 in 7–13 min (4 of 4
+seeds), lifted:
 
     python -m search.run --shape 4,4,4 --field Z --symmetric --cubes 0+1+2+3 --target-rank 49 \
         --plateau 1000 --path-length 1100000 --max-plus 18 --reset-flips 1000000 --fresh-resets ...

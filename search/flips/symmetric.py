@@ -52,10 +52,11 @@ from the 3-cube start with an O(rank) scan for partners, 99 at 233 s in 10 min; 
 (1.1–1.7 M orbit flips per CPU-second) lineages reach 99 in 13 s and Poole's run settings
 (``--fresh-resets``) in 21 s, and neither goes lower in 10 min; rank by rank with pools
 (``symmetric_pool_search``) reaches 96 at 223 s, and in one hour (5.5 G flips) nothing lower (the
-pools keep to few basins). Poole's run settings given an hour reach 93: seeds 11 and 10 side by
-side, one core each, at 639 s and 765 s, in their 23rd and 25th fresh lineage (about 25 s per
-lineage; the lineages before ended at 96–111, mostly 99–102), about Poole's "1 in 30". Both 93s
-got ±1 signs along their orbits at once: ``factors/5x5x5-flips.npz``.
+pools keep to few basins). Poole's run settings given more than 10 min reach 93 with every seed
+tried: seeds 10–13, one core each, at 765, 639, 654 and 419 s, in their 25th, 23rd, 32nd and 17th
+fresh lineage (about 25 s per lineage; the lineages before ended at 96–111, mostly 99–102), about
+Poole's "1 in 30". All four 93s got ±1 signs along their orbits at once (two are in
+``factors/5x5x5-flips.npz``).
 """
 
 from __future__ import annotations
