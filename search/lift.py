@@ -300,12 +300,14 @@ def _split(x, A, B, C, R):
     return (x[:A * R].reshape(A, R), x[A * R:(A + B) * R].reshape(B, R), x[(A + B) * R:].reshape(C, R))
 
 
-def _make(f: Factorization, x: np.ndarray, A, B, C, R) -> Factorization | None:
+def _make(f: Factorization, x: np.ndarray, A, B, C, R, how: str = "Hensel") -> Factorization | None:
+    """The lifted scheme with provenance saying ``how`` it was lifted ("Hensel" or "sign"), or None if invalid."""
     U, V, W = _split(x, A, B, C, R)
     prov = f.provenance
-    notes = (prov.notes + " " if prov.notes else "") + f"Hensel-lifted from mod-2 scheme {f.label()} ({f.digest[:12]})"
+    notes = (prov.notes + " " if prov.notes else "") + f"{how}-lifted from mod-2 scheme {f.label()} ({f.digest[:12]})"
+    lifting = "Hensel lifting" if how == "Hensel" else "ternary (sign) lifting"
     g = Factorization(f.shape, U, V, W, "Q", _lifted_name(f), Provenance(prov.source, prov.found_by,
-                      (prov.method + " + " if prov.method else "") + "Hensel lifting (search.lift)", prov.date, notes))
+                      (prov.method + " + " if prov.method else "") + f"{lifting} (search.lift)", prov.date, notes))
     return g if g.verify() else None
 
 
@@ -390,12 +392,9 @@ def ternary_lift(f: Factorization, tries: int = 4096, seed: int = 0, tie: np.nda
         U, V, W = _split(x, A, B, C, R)
         if np.any(np.einsum("ir,jr,kr->ijk", U, V, W) != T):  # cheap exact check before the Factorization
             continue
-        g = _make(f, x, A, B, C, R)
+        g = _make(f, x, A, B, C, R, how="sign")
         if g is not None:
-            g = g.replace(name=g.label() + "-ternary",
-                          provenance=replace(g.provenance, method=g.provenance.method.replace(
-                              "Hensel lifting", "ternary (sign) lifting"),
-                              notes=g.provenance.notes.replace("Hensel-lifted from", "sign-lifted from")))
+            g = g.replace(name=g.label() + "-ternary")
             return LiftReport(True, g, 2, free_variables=len(free_cols), attempts=attempt + 1,  # mod 4 by construction, then exact
                               history=(f"signs valid over Z after {attempt + 1} candidate(s)",))
     return LiftReport(False, None, 2, f"{tries} sign choices valid mod 4 were tried, none is valid over Z "

@@ -262,15 +262,14 @@ def run_flips(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results = []
     best = start
-    start_label, start_rank = start.label(), start.rank  # a symmetric walk reports its own start
     try:
         rep.event("rank", start.rank, start=start.label())
         if target is None or start.rank > target or reward is None:
             # with an objective, spend at most half the budget on reaching the rank
             rank_cfg = replace(cfg, budget_s=budget / 2) if reward is not None else cfg
             if args.symmetric:
-                res, start_label = _symmetric(shape, rank_cfg, args, prov, rep)
-                results, start_rank = [res], res.history[0][1]
+                res, start = _symmetric(shape, rank_cfg, args, prov, rep)  # it walks from its own start
+                results = [res]
             elif args.levels:
                 results = _levels(start, rank_cfg, args, prov, rep)
             else:
@@ -286,8 +285,8 @@ def run_flips(args: argparse.Namespace) -> int:
     finally:
         rep.close()
     wall = time.perf_counter() - t0
-    summary = {"shape": list(shape), "field": field, "objective": args.reward, "start": start_label,
-               "start_rank": start_rank, "best_rank": best.rank, "target_rank": target,
+    summary = {"shape": list(shape), "field": field, "objective": args.reward, "start": start.label(),
+               "start_rank": start.rank, "best_rank": best.rank, "target_rank": target,
                "reached_target": target is not None and best.rank <= target, "wall_s": round(wall, 2),
                "rank_walk_s": round(walk_s, 2), "flips": flips, "workers": args.workers,
                "flips_per_s_per_worker": round(flips / max(walk_s, 1e-9) / max(1, args.workers)) if flips else 0,
@@ -319,7 +318,7 @@ def run_flips(args: argparse.Namespace) -> int:
     print(json.dumps(summary), flush=True)
     if args.out:
         n, m, p = shape
-        notes = (f"command: {command}; seed {args.seed}; wall {wall:.1f}s; flips {flips}; start {start_label}"
+        notes = (f"command: {command}; seed {args.seed}; wall {wall:.1f}s; flips {flips}; start {start.label()}"
                  + (f"; {args.reward} {value:g}" if value is not None else ""))
         tag = "mod2" if field == "Z2" else "Z"
         named = []
@@ -357,7 +356,7 @@ def _levels(start: Factorization, cfg, args, prov: Provenance, rep: "_Reporter")
 
 
 def _symmetric(shape, cfg, args, prov: Provenance, rep: "_Reporter"):
-    """One symmetric walker (search.flips.symmetric) from the naive <n,n,n>, as (WalkResult, start label)."""
+    """One symmetric walker (search.flips.symmetric) from the naive <n,n,n>, as (WalkResult, the start it walked from)."""
     from search.flips.symmetric import SymmetricConfig, parse_parts, symmetric_walk_search
     from search.flips.walker import WalkResult
     n = shape[0]

@@ -704,11 +704,11 @@ class SymmetricResult:
     seconds: float
     history: list[tuple[float, int]] = field(default_factory=list)
     cpu_seconds: float = 0.0
-    start: str = ""  # the start's name and rank, e.g. "diagonal-5x5x5-0+4,1+3,2-r129"
+    start: Factorization | None = None  # the scheme the walk started from, e.g. diagonal-5x5x5-0+4,1+3,2-r129
 
 
 def _start(n: int, cfg: SymmetricConfig) -> tuple[SymmetricState, str, bool]:
-    """The start of a search (naive with splits, or a diagonal start), its name, and whether Z2
+    """The start of a search (naive with splits, or a diagonal start), its name with its rank, and whether Z2
     collapses are taken (``cfg.collapse``; None: only when the start lacks the target's residue)."""
     cap = n ** 3 + 3 * cfg.max_plus + 60
     if cfg.parts is not None:
@@ -727,7 +727,7 @@ def _start(n: int, cfg: SymmetricConfig) -> tuple[SymmetricState, str, bool]:
     collapse = cfg.collapse
     if collapse is None:  # a collapse changes the rank mod 3 for good: off when the start has the target's residue
         collapse = not cfg.target_rank or (cfg.target_rank - st0.rank) % 3 != 0
-    return st0, start_name, collapse
+    return st0, f"{start_name}-r{st0.rank}", collapse
 
 
 def _checked(st: SymmetricState, field: str, n: int, provenance: Provenance) -> Factorization:
@@ -768,7 +768,7 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
     nfix = np.zeros(1, np.int64)
     pick = np.random.default_rng(cfg.seed)
     base = provenance or Provenance()
-    best = to_factorization(st0, cfg.field, start_name, base)
+    best = start = to_factorization(st0, cfg.field, start_name, base)
     best_rank = level = st0.rank
     pool = [st0]
     nxt: dict[bytes, SymmetricState] = {}
@@ -820,8 +820,7 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
             level, nxt, level_flips, first, after = low, {}, 0, None, 0
         elif spent == 0:
             break
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0,
-                           f"{start_name}-r{st0.rank}")
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0, start)
 
 
 def symmetric_walk_search(n: int, config: SymmetricConfig,
@@ -845,7 +844,7 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
     pick = np.random.default_rng(cfg.seed)
     base = provenance or Provenance()
     cur = st0.copy()
-    best = to_factorization(cur, cfg.field, start_name, base)
+    best = start = to_factorization(cur, cfg.field, start_name, base)
     best_rank = lineage_rank = cur.rank
     lineage_flips = 0
     starts = [st0.copy()]
@@ -908,5 +907,4 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
         if out[K.OUT_FLIPS] == 0 and path == 0 and len(pool) == 1:
             break
         cur = pool[int(pick.integers(len(pool)))].copy()
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0,
-                           f"{start_name}-r{st0.rank}")
+    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0, start)
