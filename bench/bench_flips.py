@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from compiler.factors import naive
+from compiler.algebra.factors import naive
 from search.flips import kernel as K
 from search.flips.encoding import encode
 from search.flips.walker import WalkConfig, walk_search

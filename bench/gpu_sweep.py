@@ -108,7 +108,7 @@ def versions() -> dict[str, str]:
 
 
 def make_variant(v: Variant, mode: Mode):
-    import compiler.pipeline as pipeline
+    import compiler.codegen.pipeline as pipeline
     opts = {}
     if v.backend == "triton":
         opts = {"schedule": v.schedule, "tf32": mode.tf32}
@@ -229,11 +229,11 @@ def dry_run(out: Path, sizes: tuple[int, ...], rectangular: bool) -> int:
             __import__(mod)
         except ImportError as e:
             problems.append(f"import {mod}: {e}")
-    from compiler.emit_cuda import CUDA_TYPES
-    from compiler.emit_cuda import emit as emit_cuda
-    from compiler.emit_triton import emit as emit_triton
-    from compiler.library import library_algorithm
-    import compiler.backends as backends
+    from compiler.codegen.emit_cuda import CUDA_TYPES
+    from compiler.codegen.emit_cuda import emit as emit_cuda
+    from compiler.codegen.emit_triton import emit as emit_triton
+    from compiler.algebra.library import library_algorithm
+    import compiler.codegen.backends as backends
     for name in ("torch", "triton", "cuda"):
         try:
             backends.get_backend(name)

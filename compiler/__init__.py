@@ -5,10 +5,10 @@ Public entry points of the algebra layer: ``Factorization``, ``load`` (any suppo
 triton or cupy.
 """
 
-from compiler.constructions import change_basis, cyclic, direct_sum, kron, permute_shape, transpose
-from compiler.factors import (Factorization, FactorizationError, Provenance, Verification, matmul_tensor,
+from compiler.algebra.constructions import change_basis, cyclic, direct_sum, kron, permute_shape, transpose
+from compiler.algebra.factors import (Factorization, FactorizationError, Provenance, Verification, matmul_tensor,
                               naive, parse_shape)
-from compiler.formats import FormatError, load, save
+from compiler.algebra.formats import FormatError, load, save
 
 __all__ = [
     "Factorization", "FactorizationError", "FormatError", "Provenance", "Verification", "change_basis",
@@ -17,13 +17,13 @@ __all__ = [
 ]
 
 # compiler layer (issue #3): IR, lowering, CSE, schedules; ``compile`` is imported lazily (torch)
-from compiler.cse import cse_program  # noqa: E402
-from compiler.ir import IRError, Node, Program  # noqa: E402
-from compiler.lower import lower, lower_levels  # noqa: E402
-from compiler.schedule import Schedule, make_schedule  # noqa: E402
+from compiler.ir.cse import cse_program  # noqa: E402
+from compiler.ir.program import IRError, Node, Program  # noqa: E402
+from compiler.ir.lower import lower, lower_levels  # noqa: E402
+from compiler.ir.schedule import Schedule, make_schedule  # noqa: E402
 
 __all__ += ["IRError", "Node", "Program", "Schedule", "cse_program", "lower", "lower_levels", "make_schedule"]
-from compiler.backends import Backend, BackendNotImplemented, get_backend, register_backend  # noqa: E402
-from compiler.pipeline import compile  # noqa: E402,A001  (compiler.compile(algorithm, backend=..., levels=...))
+from compiler.codegen.backends import Backend, BackendNotImplemented, get_backend, register_backend  # noqa: E402
+from compiler.codegen.pipeline import compile  # noqa: E402,A001  (compiler.compile(algorithm, backend=..., levels=...))
 
 __all__ += ["Backend", "BackendNotImplemented", "compile", "get_backend", "register_backend"]

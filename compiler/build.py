@@ -14,7 +14,7 @@ plus ``skipped``/``errors`` when something was not built).
 
 Entries are built by ``--jobs`` worker processes (default: the CPUs this process may use, at most
 4), largest first; rows are printed in file order. ``--cse-effort default`` bounds the CSE per
-entry (``compiler.cse.EFFORTS``: all restarts and both orientations for small systems, one greedy
+entry (``compiler.ir.cse.EFFORTS``: all restarts and both orientations for small systems, one greedy
 run in the natural orientation for AlphaTensor's large ones) so that all 93 AlphaTensor entries
 build in under a minute; ``high`` lifts the bounds (minutes). Every run is seeded: same input,
 same output.
@@ -36,9 +36,9 @@ from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
-from compiler.backends import BackendNotImplemented, backend_names, get_backend
-from compiler.factors import Factorization, FactorizationError
-from compiler.formats import load
+from compiler.codegen.backends import BackendNotImplemented, backend_names, get_backend
+from compiler.algebra.factors import Factorization, FactorizationError
+from compiler.algebra.formats import load
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "kernels" / "generated"
 
@@ -55,9 +55,9 @@ def build_one(f: Factorization, backends: list[str], levels: int, out: Path, sou
     if f.field != "Q":
         row["skipped"] = f"valid only modulo 2 (field {f.field}): no real-arithmetic kernel"
         return row
-    from compiler.emit_torch import TorchConfig, prepare
-    from compiler.ir import IRError
-    from compiler.stability import stability_factor
+    from compiler.codegen.emit_torch import TorchConfig, prepare
+    from compiler.ir.program import IRError
+    from compiler.algebra.stability import stability_factor
     config = TorchConfig(levels=levels, cutoff=cutoff, schedule=schedule, cse_effort=cse_effort)
     try:
         prepared = prepare(f, config)  # the CSE'd program is verified exactly: it computes A·B

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compiler.factors import Factorization, FactorizationError
-from compiler.formats import load
-from compiler.records import best_known
+from compiler.algebra.factors import Factorization, FactorizationError
+from compiler.algebra.formats import load
+from compiler.algebra.records import best_known
 
 
 def describe(f: Factorization) -> tuple[bool, str]:

@@ -39,7 +39,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 
 MAX_ERROR_GROWTH: dict[torch.dtype, float] = {
     torch.float64: 2.0 ** 12,

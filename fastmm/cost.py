@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 from fastmm.plans import Plan
 
 

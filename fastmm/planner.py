@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 from fastmm import accuracy, backends
 from fastmm.cost import DeviceCost, default_cost, plan_time
 from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
@@ -33,7 +33,7 @@ FAST_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 class PlannerConfig:
     """Everything the planner decides with; pass a modified copy instead of patching globals."""
 
-    # Library algorithms tried by default (names for compiler.library.library_algorithm).
+    # Library algorithms tried by default (names for compiler.algebra.library.library_algorithm).
     algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
     max_levels: int = 3
     # Schedules to consider; empty: every schedule the backend offers.
@@ -112,7 +112,7 @@ class Decision:
 
 @functools.lru_cache(maxsize=64)
 def _library(name: str) -> Factorization:
-    from compiler.library import library_algorithm
+    from compiler.algebra.library import library_algorithm
     return library_algorithm(name)
 
 
@@ -122,7 +122,7 @@ def resolve_algorithm(algorithm) -> Factorization:
         return algorithm.require_real()
     text = os.fspath(algorithm)
     if os.path.exists(text):
-        from compiler.formats import load
+        from compiler.algebra.formats import load
         found = load(text)
         if not found:
             raise ValueError(f"{text}: no factorization in file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 
 VENDOR = "torch.matmul"
 

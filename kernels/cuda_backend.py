@@ -1,4 +1,4 @@
-"""Launching the CUDA C kernels that ``compiler.emit_cuda`` generates, through CuPy, on torch tensors.
+"""Launching the CUDA C kernels that ``compiler.codegen.emit_cuda`` generates, through CuPy, on torch tensors.
 
 ``CudaMatmul`` runs the streaming schedule: ``combine_a``/``combine_b`` (generated CUDA C) write the
 R operand pairs, the R leaf products run as one batched ``torch.matmul`` (cuBLAS), and
@@ -19,9 +19,9 @@ from functools import lru_cache
 
 import torch
 
-from compiler.emit_cuda import emit, kernel_names
-from compiler.emit_triton import EmittedSource
-from compiler.factors import Factorization
+from compiler.codegen.emit_cuda import emit, kernel_names
+from compiler.codegen.emit_triton import EmittedSource
+from compiler.algebra.factors import Factorization
 from kernels.operands import batched_operands
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
@@ -147,7 +147,7 @@ def _emit_files(f: Factorization, levels: int = 1, source: str = "", **_ignored)
 
 
 def _register() -> None:
-    from compiler.backends import Backend, register_backend
+    from compiler.codegen.backends import Backend, register_backend
     register_backend(Backend(
         "cuda", "generated CUDA C combination kernels compiled with CuPy/NVRTC, cuBLAS leaf products "
                 "(streaming schedule); CUDA GPUs",

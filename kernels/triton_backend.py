@@ -1,4 +1,4 @@
-"""Launching the Triton kernels that ``compiler.emit_triton`` generates: checks, allocates, launches.
+"""Launching the Triton kernels that ``compiler.codegen.emit_triton`` generates: checks, allocates, launches.
 
 A ``TritonMatmul`` multiplies ``a`` (…, M, K) by ``b`` (…, K, N) with one factorization applied
 ``levels`` times. Each level splits the operands into its block grid (blocks of ``ceil(M/n)`` rows
@@ -37,9 +37,9 @@ from typing import Callable, Literal
 
 import torch
 
-from compiler.constructions import kron
-from compiler.emit_triton import EmittedSource, emit
-from compiler.factors import Factorization
+from compiler.algebra.constructions import kron
+from compiler.codegen.emit_triton import EmittedSource, emit
+from compiler.algebra.factors import Factorization
 from kernels.operands import batched_operands
 from kernels.timing import median_ms
 
@@ -307,7 +307,7 @@ def _emit_files(f: Factorization, levels: int = 1, source: str = "", flatten: bo
 
 
 def _register() -> None:
-    from compiler.backends import Backend, register_backend
+    from compiler.codegen.backends import Backend, register_backend
     register_backend(Backend(
         "triton", "generated Triton kernels: streaming combinations, output combination, product GEMM with "
                   "operand sums in its loads, fused GEMM with the w*acc epilogue (schedules streaming | "

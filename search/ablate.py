@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share-warmup", action="store_true",
                     help="rows whose switch does not touch the warmup start from the full agent's warmup state")
     a = ap.parse_args(argv)
-    from compiler.factors import parse_shape
+    from compiler.algebra.factors import parse_shape
     field = "Z2" if a.field.upper() == "Z2" else "Z"
     base = RunConfig(
         game=GameConfig(shape=parse_shape(a.shape), field=field, max_steps=a.max_steps,

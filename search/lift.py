@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 from numba import njit
 
-from compiler.factors import Factorization, Provenance, matmul_tensor
+from compiler.algebra.factors import Factorization, Provenance, matmul_tensor
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 
 ENTRY_POINT_GROUP = "fastmm.rewards"
 
@@ -70,22 +70,22 @@ class RankReward:
 
 @dataclass(frozen=True)
 class AdditionsReward:
-    """``-(additions after CSE)`` from the compiler's cost model (``compiler.cse``).
+    """``-(additions after CSE)`` from the compiler's cost model (``compiler.ir.cse``).
 
-    ``counter`` names the function ``compiler.cse.<counter>(f) -> int``; the compiler is imported
+    ``counter`` names the function ``compiler.ir.cse.<counter>(f) -> int``; the compiler is imported
     at call time so that ``search`` stays importable without it.
     """
 
     name: str = "additions"
-    counter: str = ""  # "" = the first of _COUNTER_NAMES that compiler.cse provides
+    counter: str = ""  # "" = the first of _COUNTER_NAMES that compiler.ir.cse provides
 
     _COUNTER_NAMES = ("count_additions", "additions_after_cse", "count_additions_after_cse", "additions")
 
     def _count(self) -> Callable[[Factorization], int]:
         try:
-            cse = importlib.import_module("compiler.cse")
+            cse = importlib.import_module("compiler.ir.cse")
         except ImportError as e:
-            raise RewardError("the 'additions' reward needs compiler.cse (issue #3, the compiler's CSE), "
+            raise RewardError("the 'additions' reward needs compiler.ir.cse (issue #3, the compiler's CSE), "
                               f"which is not importable here: {e}") from e
         names = (self.counter,) if self.counter else self._COUNTER_NAMES
         for nm in names:
@@ -95,9 +95,9 @@ class AdditionsReward:
         if not self.counter and callable(getattr(cse, "cse_counts", None)):
             # The compiler's API: lower the factorization to its IR program, then
             # cse_counts(program) -> (additions before, additions after CSE).
-            lower = importlib.import_module("compiler.lower").lower
+            lower = importlib.import_module("compiler.ir.lower").lower
             return lambda f: cse.cse_counts(lower(f))[1]
-        raise RewardError(f"compiler.cse provides none of {names} nor cse_counts: the 'additions' reward "
+        raise RewardError(f"compiler.ir.cse provides none of {names} nor cse_counts: the 'additions' reward "
                           "cannot count additions after CSE yet")
 
     def __call__(self, f: Factorization) -> float:
@@ -113,7 +113,7 @@ class RuntimeConfig:
     """What a runtime measurement means; every field is part of the cache key.
 
     ``backend`` is a name in the compiler's backend registry (``"torch"``, ``"triton"``, ...: the
-    algorithm compiled by ``compiler.pipeline.compile(f, backend=..., levels=1)``), ``"reference"``
+    algorithm compiled by ``compiler.codegen.pipeline.compile(f, backend=..., levels=1)``), ``"reference"``
     (one level evaluated with plain torch ops: the block combinations, R block products with
     ``torch.matmul``, the output combinations; needs no compiler), or ``"module:function"``, a
     factory ``function(f, dtype, device) -> callable(a, b)``.
@@ -173,7 +173,7 @@ class RuntimeReward:
         return r
 
     def _measure(self, f: Factorization) -> float:
-        from compiler.formats import save
+        from compiler.algebra.formats import save
         if f.field != "Q":  # refused before spawning anything: a mod-2 scheme computes no real product
             self.last_error = f"{f.label()} is valid only modulo 2; it does not compute a real matrix product"
             return self.failure_reward
@@ -296,7 +296,7 @@ def reference_backend(f: Factorization, dtype, device) -> Callable:
 
 def _measure_main(path: str, config: dict) -> dict:
     import torch
-    from compiler.formats import load
+    from compiler.algebra.formats import load
 
     cfg = RuntimeConfig(**config)
     torch.set_num_threads(cfg.threads)
@@ -308,7 +308,7 @@ def _measure_main(path: str, config: dict) -> dict:
         mod, _, attr = cfg.backend.partition(":")
         fn = getattr(importlib.import_module(mod), attr)(f, dtype, cfg.device)
     else:  # the compiler's backend registry
-        from compiler.pipeline import compile as compile_algorithm
+        from compiler.codegen.pipeline import compile as compile_algorithm
         fn = compile_algorithm(f, backend=cfg.backend, levels=1)
     n, m, p = f.shape
     step = n * m * p  # every block dimension divides the size

@@ -42,7 +42,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from compiler.factors import Factorization, FactorizationError, Provenance, naive, parse_shape
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance, naive, parse_shape
 
 FLIPS = "flips"
 METHODS = (FLIPS, "rl")
@@ -130,7 +130,7 @@ def _walk_field(text: str) -> str:
 
 def load_start(spec: str, shape: tuple[int, int, int]) -> Factorization:
     """The starting scheme: naive, a library name, a file (``path[:name]``), or ``A*B``."""
-    from compiler.constructions import kron, permute_shape
+    from compiler.algebra.constructions import kron, permute_shape
     if "*" in spec:
         parts = [load_start_one(s.strip()) for s in spec.split("*")]
         f = parts[0]
@@ -146,8 +146,8 @@ def load_start(spec: str, shape: tuple[int, int, int]) -> Factorization:
 
 
 def load_start_one(spec: str, shape: tuple[int, int, int] | None = None) -> Factorization:
-    from compiler.formats import load
-    from compiler.library import library_algorithm
+    from compiler.algebra.formats import load
+    from compiler.algebra.library import library_algorithm
     if spec == "naive":
         if shape is None:
             raise SystemExit("'naive' inside a product needs a shape: write e.g. naive2x2x2")
@@ -168,7 +168,7 @@ def load_start_one(spec: str, shape: tuple[int, int, int] | None = None) -> Fact
 
 
 def _append(out: str, new: list[Factorization]) -> tuple[Path, int]:
-    from compiler.formats import load, save
+    from compiler.algebra.formats import load, save
     path = Path(out)
     old = load(path) if path.exists() else []
     have = {f.digest for f in old}

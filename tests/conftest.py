@@ -20,11 +20,11 @@ def alphatensor_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def alphatensor_real(alphatensor_dir):
-    from compiler.formats import load
+    from compiler.algebra.formats import load
     return load(alphatensor_dir / "factorizations_r.npz")
 
 
 @pytest.fixture(scope="session")
 def alphatensor_mod2(alphatensor_dir):
-    from compiler.formats import load
+    from compiler.algebra.formats import load
     return load(alphatensor_dir / "factorizations_f2.npz")

@@ -71,7 +71,7 @@ def test_mod2_entries_are_skipped_with_the_reason(alphatensor_dir, tmp_path, cap
 
 
 def test_backends_not_implemented_say_so(tmp_path, capsys):
-    from compiler.backends import BackendNotImplemented, get_backend
+    from compiler.codegen.backends import BackendNotImplemented, get_backend
     try:
         get_backend("cuda")
         pytest.skip("the cuda backend is registered (issue #4)")
@@ -100,7 +100,7 @@ LARGE = ["11,12,12", "9,9,9"]
 def test_large_alphatensor_entries_build_and_multiply_exactly(alphatensor_dir, tmp_path, capsys):
     import torch
 
-    from compiler.emit_torch import GeneratedFile, load as load_module
+    from compiler.codegen.emit_torch import GeneratedFile, load as load_module
     for key in LARGE:
         assert main([str(alphatensor_dir / "factorizations_r.npz"), "--only", key, "--out", str(tmp_path),
                      "--json", "--jobs", "1"]) == 0

@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from compiler.library import library_algorithm
+from compiler.algebra.library import library_algorithm
 from fastmm.cache import CacheKey, TuningCache
 from fastmm.planner import Problem
 from fastmm.plans import TORCH_MATMUL, Plan

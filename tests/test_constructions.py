@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler import change_basis, cyclic, direct_sum, kron, naive, permute_shape, transpose
-from compiler.constructions import exact_inverse
-from compiler.factors import FactorizationError
-from compiler.library import laderman, strassen, winograd
+from compiler.algebra.constructions import exact_inverse
+from compiler.algebra.factors import FactorizationError
+from compiler.algebra.library import laderman, strassen, winograd
 
 BASE = [strassen(), winograd(), laderman(), naive(1, 2, 3), naive(2, 1, 2), naive(3, 2, 1)]
 SMALL = [strassen(), winograd(), naive(1, 2, 3), naive(2, 1, 2), naive(2, 2, 1)]

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.cse import Effort, additions_after_cse, cse_program, eliminate
-from compiler.library import library_algorithm
-from compiler.lower import lower
+from compiler.ir.cse import Effort, additions_after_cse, cse_program, eliminate
+from compiler.algebra.library import library_algorithm
+from compiler.ir.lower import lower
 
 # (library name, additions of one level after CSE must be at most this): the references,
 # counted the usual way (each binary ± of blocks is one addition).

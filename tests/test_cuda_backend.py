@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compiler.emit_cuda import CUDA_TYPES, emit, kernel_names
-from compiler.gpu_lowering import GENERATOR_VERSION
-from compiler.library import library_algorithm
+from compiler.codegen.emit_cuda import CUDA_TYPES, emit, kernel_names
+from compiler.codegen.gpu_lowering import GENERATOR_VERSION
+from compiler.algebra.library import library_algorithm
 
 GOLDEN = Path(__file__).resolve().parent / "triton" / "golden"
 ALGORITHMS = ("strassen", "winograd", "laderman", "winograd2")
@@ -126,7 +126,7 @@ def test_cuda_batched_noncontiguous_fp64():
 @pytest.mark.gpu
 def test_compile_api_gives_a_cuda_callable():
     _cupy_or_skip()
-    import compiler.pipeline as pipeline
+    import compiler.codegen.pipeline as pipeline
     mm = pipeline.compile("strassen", backend="cuda", levels=2)
     a = torch.randint(-2, 3, (300, 301), dtype=torch.float32).cuda()
     b = torch.randint(-2, 3, (301, 299), dtype=torch.float32).cuda()

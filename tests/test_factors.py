@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from compiler import Factorization, FactorizationError, load, matmul_tensor, naive
-from compiler.library import ALIASES, factors_dir, laderman, library, library_algorithm, strassen, winograd
-from compiler.records import best_known
+from compiler.algebra.library import ALIASES, factors_dir, laderman, library, library_algorithm, strassen, winograd
+from compiler.algebra.records import best_known
 
 LIBRARY_FILES = sorted(factors_dir().glob("*.npz"))
 LIBRARY = [(p.name, f) for p in LIBRARY_FILES for f in load(p)]
@@ -28,7 +28,7 @@ def test_library_files_exist_and_match_the_generator():
     generated = library()
     for stem, fs in generated.items():
         on_disk = load(factors_dir() / f"{stem}.npz")
-        assert [f.digest for f in on_disk] == [f.digest for f in fs], f"factors/{stem}.npz is stale: rerun python -m compiler.library"
+        assert [f.digest for f in on_disk] == [f.digest for f in fs], f"factors/{stem}.npz is stale: rerun python -m compiler.algebra.library"
 
 
 @pytest.mark.parametrize("fname,f", LIBRARY, ids=[f"{n}:{f.name}" for n, f in LIBRARY])

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.constructions import kron
-from compiler.factors import Factorization, naive
-from compiler.library import library_algorithm
+from compiler.algebra.constructions import kron
+from compiler.algebra.factors import Factorization, naive
+from compiler.algebra.library import library_algorithm
 from search.flips import kernel as K
 from search.flips.encoding import decode, encode
 from search.flips.walker import WalkConfig, walk_search

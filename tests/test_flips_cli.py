@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from compiler.formats import load
+from compiler.algebra.formats import load
 from search.run import main, parse_budget
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.factors import Factorization, naive
-from compiler.library import library_algorithm
+from compiler.algebra.factors import Factorization, naive
+from compiler.algebra.library import library_algorithm
 from search.flips.objective import ObjectiveConfig, improve
 from search.flips.walker import WalkConfig, walk_search
 

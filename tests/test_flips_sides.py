@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.constructions import kron
-from compiler.cse import cse_program, side_additions
-from compiler.factors import Factorization, naive
-from compiler.library import library_algorithm
-from compiler.lower import lower
+from compiler.algebra.constructions import kron
+from compiler.ir.cse import cse_program, side_additions
+from compiler.algebra.factors import Factorization, naive
+from compiler.algebra.library import library_algorithm
+from compiler.ir.lower import lower
 from search.flips.sides import SideCounter, SidesConfig, sides_walk
 from search.flips.walker import WalkConfig, walk_search
 
@@ -30,7 +30,7 @@ def test_side_additions_add_up_to_the_compilers_count(name):
 
 def _outputs_over(program):
     """The outputs of a CSE'd program re-expanded over its products (the c-side system)."""
-    from compiler.ir import expand, lin
+    from compiler.ir.program import expand, lin
     return [lin(expand(o).items()) for o in program.outputs]
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.factors import naive
-from compiler.library import library_algorithm
+from compiler.algebra.factors import naive
+from compiler.algebra.library import library_algorithm
 from search.flips import kernel as K
 from search.flips.symmetric import (SymmetricConfig, diagonal_state, is_invariant, merge_fixed, naive_state,
                                     orbit_tie, parse_parts, sigma, split_fixed, sym_walk, symmetric_walk_search,
@@ -140,7 +140,7 @@ def test_parse_parts():
 
 
 def test_orbit_tie_lifts_invariant_schemes_and_keeps_them_invariant():
-    from compiler.factors import Factorization
+    from compiler.algebra.factors import Factorization
     for f in (naive(3, 3, 3), library_algorithm("strassen")):
         g = Factorization(f.shape, f.U, f.V, f.W, "Z2", "x-mod2")
         tie = orbit_tie(g)
@@ -189,7 +189,7 @@ def test_orbit_wise_signs_lift_keeps_schemes_integral_and_invariant():
     """ternary_lift(tie=orbit_tie(f)): one sign per orbit entry, so the lift is ±1 and invariant.
     Strassen and naive <3,3,3> reduced mod 2 get signs back; a walk-found <3,3,3;23> mod 2 from a
     diagonal start lifts to a scheme valid over Z with the same support (or the report says why)."""
-    from compiler.factors import Factorization
+    from compiler.algebra.factors import Factorization
     from search.lift import ternary_lift
     for f in (library_algorithm("strassen"), naive(3, 3, 3)):
         g = Factorization(f.shape, f.U, f.V, f.W, "Z2", "x-mod2")
@@ -209,7 +209,7 @@ def test_orbit_wise_signs_lift_keeps_schemes_integral_and_invariant():
 
 
 def test_hensel_integral_flag_only_returns_schemes_over_z():
-    from compiler.factors import Factorization
+    from compiler.algebra.factors import Factorization
     f = library_algorithm("laderman")
     rep = hensel_lift(Factorization(f.shape, f.U, f.V, f.W, "Z2", "l-mod2"), integral=True)
     assert rep.ok and rep.factorization.is_integral and rep.factorization.verify()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from compiler import load, save
-from compiler.formats import FormatError, from_json, to_json
-from compiler.library import laderman, strassen, winograd
-from compiler.factors import Provenance
+from compiler.algebra.formats import FormatError, from_json, to_json
+from compiler.algebra.library import laderman, strassen, winograd
+from compiler.algebra.factors import Provenance
 
 
 def _rational():

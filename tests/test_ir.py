@@ -6,12 +6,12 @@ from fractions import Fraction
 
 import pytest
 
-from compiler.constructions import kron
-from compiler.factors import naive
-from compiler.ir import IRError, Program, expand, inp, lin, mul, verify
-from compiler.library import library_algorithm
-from compiler.lower import lower, lower_levels
-from compiler.stability import stability_factor, stability_levels
+from compiler.algebra.constructions import kron
+from compiler.algebra.factors import naive
+from compiler.ir.program import IRError, Program, expand, inp, lin, mul, verify
+from compiler.algebra.library import library_algorithm
+from compiler.ir.lower import lower, lower_levels
+from compiler.algebra.stability import stability_factor, stability_levels
 
 LIBRARY = ["naive", "strassen", "winograd", "laderman", "4x4x4", "strassen2"]
 
@@ -79,7 +79,7 @@ def test_expand_follows_shared_temporaries():
 
 
 def test_mod2_factorizations_are_refused(alphatensor_mod2):
-    from compiler.factors import FactorizationError
+    from compiler.algebra.factors import FactorizationError
     with pytest.raises(FactorizationError, match="modulo 2"):
         lower(alphatensor_mod2[0])
 

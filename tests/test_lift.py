@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.constructions import kron
-from compiler.factors import Factorization, naive
-from compiler.library import library_algorithm
+from compiler.algebra.constructions import kron
+from compiler.algebra.factors import Factorization, naive
+from compiler.algebra.library import library_algorithm
 from search.flips.walker import WalkConfig, walk_search
 from search.lift import hensel_lift
 

@@ -202,7 +202,7 @@ def test_overflow_in_combination_falls_back():
 @needs_compiler
 def test_algorithm_as_factorization_and_path(tmp_path):
     from compiler import save
-    from compiler.library import library_algorithm
+    from compiler.algebra.library import library_algorithm
     f = library_algorithm("strassen")
     save(tmp_path / "s.npz", [f])
     a, b = _ints((40, 41)), _ints((41, 42), seed=1)

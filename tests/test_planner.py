@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import fastmm
-from compiler.factors import naive
-from compiler.library import library_algorithm
+from compiler.algebra.factors import naive
+from compiler.algebra.library import library_algorithm
 from fastmm import backends, cost, runtime
 from fastmm.accuracy import error_growth, stability_factor, within_bound
 from fastmm.cache import CacheKey, TuningCache
@@ -191,11 +191,11 @@ def test_autotune_env_tunes_on_miss(cache_dir, monkeypatch, capsys):
 def test_triton_plans_follow_torch_fp32_precision(monkeypatch):
     """The Triton backend's own tl.dot must use TF32 exactly when torch.matmul would (the torch
     backend's leaves are torch.matmul and follow torch's setting by themselves)."""
-    import compiler.pipeline
-    from compiler.library import library_algorithm
+    import compiler.codegen.pipeline
+    from compiler.algebra.library import library_algorithm
     from fastmm import backends
     seen = []
-    monkeypatch.setattr(compiler.pipeline, "compile", lambda f, backend, levels, **options: seen.append(options))
+    monkeypatch.setattr(compiler.codegen.pipeline, "compile", lambda f, backend, levels, **options: seen.append(options))
     f = library_algorithm("strassen")
     backends.build.cache_clear()
     backends.build(f, 1, "triton", "streaming", True)

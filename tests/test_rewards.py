@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from compiler.factors import Factorization, naive
-from compiler.library import library_algorithm
+from compiler.algebra.factors import Factorization, naive
+from compiler.algebra.library import library_algorithm
 from search.rewards import (AdditionsReward, Combined, RankReward, Reward, RewardError, RuntimeConfig,
                             RuntimeReward, load_reward)
 
@@ -45,9 +45,9 @@ def test_combined_form_r_plus_lambda_b():
 def test_additions_reward_uses_compiler_cse_or_says_why():
     r = load_reward("additions")
     try:
-        import compiler.cse  # noqa: F401
+        import compiler.ir.cse  # noqa: F401
     except ImportError:
-        with pytest.raises(RewardError, match="compiler.cse"):
+        with pytest.raises(RewardError, match="compiler.ir.cse"):
             r(STRASSEN)
         return
     # Known counts (published): Strassen 18 additions, Winograd's variant 15 (with its shared
@@ -60,9 +60,9 @@ def test_additions_reward_uses_compiler_cse_or_says_why():
 def test_additions_reward_with_stub_counter(monkeypatch):
     import sys
     import types
-    stub = types.ModuleType("compiler.cse")
+    stub = types.ModuleType("compiler.ir.cse")
     stub.count_additions = lambda f: 3 * f.rank  # a factorization-free stub: the interface only
-    monkeypatch.setitem(sys.modules, "compiler.cse", stub)
+    monkeypatch.setitem(sys.modules, "compiler.ir.cse", stub)
     assert AdditionsReward()(STRASSEN) == -21.0
 
 
@@ -102,7 +102,7 @@ def test_runtime_reward_survives_hanging_kernel():
 
 
 def test_runtime_reward_with_the_compilers_torch_backend():
-    pytest.importorskip("compiler.pipeline", reason="the compiler's pipeline (issue #3) is not here")
+    pytest.importorskip("compiler.codegen.pipeline", reason="the compiler's pipeline (issue #3) is not here")
     r = RuntimeReward(RuntimeConfig(backend="torch", **FAST), timeout_s=120)
     v = r(STRASSEN)
     assert v < 0 and v != r.failure_reward, r.last_error

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from compiler.formats import load  # noqa: E402
+from compiler.algebra.formats import load  # noqa: E402
 from search.rl.actors import run  # noqa: E402
 from search.rl.cli import add_arguments, parse_budget  # noqa: E402
 from search.rl.cli import run as cli_run  # noqa: E402

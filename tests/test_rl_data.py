@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.library import library_algorithm
+from compiler.algebra.library import library_algorithm
 from search.rl.config import GameConfig, TrainConfig
 from search.rl.data import (augment, batch_from_samples, canonicalize_batch, concat_batches, random_actions,
                             synthetic_batch, synthetic_demo, synthetic_position, trajectory_samples)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.factors import matmul_tensor
-from compiler.library import library_algorithm
+from compiler.algebra.factors import matmul_tensor
+from compiler.algebra.library import library_algorithm
 from search.rl.config import GameConfig
 from search.rl.game import (TensorGame, batch_ranks, can_finish, canonicalize, flattening_ranks, gf2_rank, int_rank,
                             is_null, is_rank_one, outer, random_basis, random_unimodular, rank_one_action, rank_upper_bound,

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from compiler.factors import matmul_tensor  # noqa: E402
+from compiler.algebra.factors import matmul_tensor  # noqa: E402
 from search.rl.config import GameConfig, NetConfig  # noqa: E402
 from search.rl.network import AlphaTensorNet, quantile_loss  # noqa: E402
 
@@ -102,7 +102,7 @@ def test_act_batch_samples_one_valid_action_per_state():
     game = GameConfig(shape=(2, 2, 2), coefficients=(-1, 0, 1))
     net = AlphaTensorNet(game, NetConfig(d_model=16, heads=2, torso_layers=1, policy_layers=1))
     net.eval()
-    from compiler.factors import matmul_tensor
+    from compiler.algebra.factors import matmul_tensor
     S = np.repeat(matmul_tensor(2, 2, 2)[None], 5, 0)
     acts = net.act_batch(S, [[] for _ in range(5)], 0, 1.0, torch.Generator().manual_seed(0))
     assert acts.shape == (5, 12) and set(np.unique(acts).tolist()) <= {-1, 0, 1}

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from compiler.library import library_algorithm  # noqa: E402
+from compiler.algebra.library import library_algorithm  # noqa: E402
 from search.rewards import load_reward  # noqa: E402
 from search.rl.config import GameConfig, MCTSConfig, RunConfig, TrainConfig  # noqa: E402
 from search.rl.selfplay import play_game  # noqa: E402

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import compiler
-from compiler.backends import BackendNotImplemented, get_backend
-from compiler.emit_torch import TorchConfig, emit
-from compiler.factors import FactorizationError
-from compiler.library import library_algorithm
-from compiler.stability import stability_factor
+from compiler.codegen.backends import BackendNotImplemented, get_backend
+from compiler.codegen.emit_torch import TorchConfig, emit
+from compiler.algebra.factors import FactorizationError
+from compiler.algebra.library import library_algorithm
+from compiler.algebra.stability import stability_factor
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 LIBRARY = ["naive", "strassen", "winograd", "laderman", "4x4x4", "strassen2",

@@ -15,10 +15,10 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from compiler.emit_triton import emit, environment
-from compiler.factors import FactorizationError, naive
-from compiler.gpu_lowering import GENERATOR_VERSION, coefficient_literal, lower
-from compiler.library import library_algorithm
+from compiler.codegen.emit_triton import emit, environment
+from compiler.algebra.factors import FactorizationError, naive
+from compiler.codegen.gpu_lowering import GENERATOR_VERSION, coefficient_literal, lower
+from compiler.algebra.library import library_algorithm
 
 GOLDEN = Path(__file__).resolve().parent / "triton" / "golden"
 ALGORITHMS = ("strassen", "winograd", "laderman", "winograd2")
@@ -141,7 +141,7 @@ def test_written_atomically(tmp_path):
 def test_build_cli_writes_the_sources(backend, suffixes, tmp_path, capsys):
     """``python -m compiler.build FILE --backend triton|cuda`` reaches these emitters via the registry."""
     from compiler.build import main
-    from compiler.library import factors_dir
+    from compiler.algebra.library import factors_dir
     assert main([str(factors_dir() / "2x2x2.npz"), "--backend", backend, "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     for stem in ("strassen_2x2x2_r7", "winograd_2x2x2_r7", "naive_2x2x2_r8"):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from compiler import save
-from compiler.library import factors_dir, strassen
+from compiler.algebra.library import factors_dir, strassen
 
 REPO = factors_dir().parent
 

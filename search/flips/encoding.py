@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, Provenance
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 
 FIELDS = ("Z", "Z2")  # the walk's fields: ternary coefficients valid over Z, or arithmetic mod 2
 

@@ -9,7 +9,7 @@ scheme is exactly verified and scored; only a valid scheme is ever scored or kep
 
 Schemes without any flip (Strassen, Laderman, winograd⊗winograd: no two terms share a factor)
 are walked by changes of basis instead: ``basis_move`` applies one elementary matrix I ± e_ij on
-one side (``compiler.constructions.change_basis``), which keeps rank and validity and changes the
+one side (``compiler.algebra.constructions.change_basis``), which keeps rank and validity and changes the
 additions; the best of a few by a proxy that counts a shared factor once is scored and accepted
 by Metropolis. (Measured: Laderman, 64 additions after CSE, to 62 in 33 s this way.)
 """
@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from compiler.factors import Factorization, Provenance
+from compiler.algebra.factors import Factorization, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import FIELDS, decode, encode
 
@@ -174,7 +174,7 @@ def basis_move(f: Factorization, gen: np.random.Generator) -> Factorization:
     A rank-preserving move that exists for every scheme, including the ones without flips
     (the sandwich maps shared factors to shared factors, so it never creates a flip).
     """
-    from compiler.constructions import change_basis
+    from compiler.algebra.constructions import change_basis
     mats = [np.eye(d, dtype=np.int64) for d in f.shape]
     sides = [k for k, d in enumerate(f.shape) if d > 1]
     k = sides[int(gen.integers(len(sides)))]

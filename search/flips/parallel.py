@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Callable
 
-from compiler.factors import Factorization, FactorizationError, Provenance
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 from search.flips.walker import WalkConfig, WalkResult, walk_search
 
 # search(start, config, *, on_best, should_stop, provenance) -> WalkResult; config has ``seed`` and

@@ -1,7 +1,7 @@
 """Addition-aware plateau walk on the compiler's own cost, counted side by side.
 
 The additions of a scheme after the compiler's CSE are the sum of three independent counts
-(``compiler.cse.side_additions``): the a side (the distinct columns of U up to a scalar, as
+(``compiler.ir.cse.side_additions``): the a side (the distinct columns of U up to a scalar, as
 operands of the products), the b side (V) and the c side (the outputs, rows of W, over the
 products). A move changes at most two of them: a flip on a shared a-factor rewrites V and W and
 leaves U alone; a change of basis on one of the three block dimensions rewrites the two sides that
@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.factors import Factorization, Provenance
+from compiler.algebra.factors import Factorization, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import decode, encode
 from search.flips.objective import basis_move
@@ -83,16 +83,16 @@ class SideCounter:
     """Additions per side after the compiler's CSE, each distinct side counted once."""
 
     def __init__(self, shape: tuple[int, int, int], restarts: int = 2, effort=None):
-        from compiler.cse import side_additions
+        from compiler.ir.cse import side_additions
         self.shape = shape
         self.restarts = restarts
-        self.effort = effort  # a compiler.cse.Effort (None: the compiler's default)
+        self.effort = effort  # a compiler.ir.cse.Effort (None: the compiler's default)
         self._count_side = side_additions
         self.cache: dict[tuple, int] = {}
         self.misses = 0
 
     def _targets(self, side: int, A: np.ndarray) -> list:
-        from compiler.ir import inp, lin, mul
+        from compiler.ir.program import inp, lin, mul
         n, m, p = self.shape
         if side < 2:
             name, width = ("a", m) if side == 0 else ("b", p)
@@ -156,7 +156,7 @@ def sides_walk(start: Factorization, reward: Callable[[Factorization], float], c
     if not _is_ternary(start):
         raise ValueError(f"{start.label()}: the addition walk moves ternary schemes (coefficients in {{-1,0,1}})")
     if counter is None:
-        from compiler.cse import Effort
+        from compiler.ir.cse import Effort
         # inside the walk: ``restarts`` runs per side even for tiny systems (the compiler gives <3,3,3>
         # sides 64), and with one_orientation only the natural orientation
         counter = SideCounter(start.shape, cfg.restarts,

@@ -68,7 +68,7 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from compiler.factors import Factorization, FactorizationError, Provenance
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import FIELDS, factorization_field
 from search.flips.valueindex import index_rebuild, index_sync, new_index, row_bucket, shared_count, shared_rows

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, Provenance
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import FIELDS, decode, encode, factorization_field
 

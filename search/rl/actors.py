@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 from search.rl.config import RunConfig
 from search.rl.selfplay import GameRecord, play_game
 from search.rl.train import Learner, net_from_weights

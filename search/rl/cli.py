@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from compiler.factors import parse_shape
+    from compiler.algebra.factors import parse_shape
     shape = parse_shape(args.shape)
     field = "Z2" if str(getattr(args, "field", "Z")).upper() in ("Z2", "F2", "GF2") else "Z"
     coeffs = tuple(int(x) for x in args.coefficients.split(",")) if getattr(args, "coefficients", "") else \
@@ -136,7 +136,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Search; write the best exactly verified factorizations (with provenance) to ``args.out``."""
-    from compiler.formats import save
+    from compiler.algebra.formats import save
     from search.rl.actors import run as run_rl
     cfg = config_from_args(args)
     t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                      f"games={res.games} workers={cfg.workers} ray={cfg.ray} started={t0}").strip()
             fs.append(f.replace(name=f"{n}x{m}x{p}-rl-r{f.rank}-s{cfg.seed}-{i}",
                                 provenance=replace(prov, notes=notes)))
-        from compiler.formats import load
+        from compiler.algebra.formats import load
         old = load(out) if Path(out).exists() else []  # append: keep what the file already holds
         seen = {f.digest for f in old}
         new = [f for f in fs if f.digest not in seen]

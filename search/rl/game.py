@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from compiler.factors import Factorization, Provenance, matmul_tensor
+from compiler.algebra.factors import Factorization, Provenance, matmul_tensor
 from search.rl.config import GameConfig
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 from search.rl.config import RunConfig
 from search.rl.data import Sample
 from search.rl.game import TensorGame, canonicalize, random_basis

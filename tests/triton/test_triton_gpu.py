@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compiler.library import library_algorithm
+from compiler.algebra.library import library_algorithm
 from kernels.triton_backend import SCHEDULES, TritonMatmul, TritonOptions
 
 pytestmark = pytest.mark.gpu
@@ -45,7 +45,7 @@ def test_fp32_precision_modes(tf32):
 
 
 def test_autotuned_and_compile_entry_point():
-    import compiler.pipeline as pipeline
+    import compiler.codegen.pipeline as pipeline
     mm = pipeline.compile("winograd", backend="triton", levels=2, schedule="fused")
     a = torch.randint(-2, 3, (1030, 1020), dtype=torch.float32).cuda()
     b = torch.randint(-2, 3, (1020, 1010), dtype=torch.float32).cuda()

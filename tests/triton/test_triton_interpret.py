@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.library import library_algorithm
+from compiler.algebra.library import library_algorithm
 from kernels.triton_backend import SCHEDULES, CombineTile, GemmTile, TileConfig, TritonMatmul, TritonOptions
 
 # One 32x32 tile covers a whole block at these sizes: the interpreter pays per program instance,
@@ -161,7 +161,7 @@ def test_fused_is_deterministic(device):
 
 
 def test_refuses_mod2_and_mismatched_inputs(device):
-    from compiler.factors import FactorizationError, naive
+    from compiler.algebra.factors import FactorizationError, naive
     z2 = naive(2, 2, 2).replace(field="Z2", name="z2-naive")
     with pytest.raises(FactorizationError, match="modulo 2"):
         TritonMatmul(z2)

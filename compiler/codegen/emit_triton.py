@@ -1,7 +1,7 @@
 """Triton emitter: one level of a factorization → a Python module of ``@triton.jit`` kernels.
 
 The text comes from ``templates/triton_module.jinja`` (macros in ``triton_macros.jinja``) rendered
-with ``StrictUndefined``; this module only builds the render context (``compiler.gpu_lowering``)
+with ``StrictUndefined``; this module only builds the render context (``compiler.codegen.gpu_lowering``)
 and names the result. The emitted module holds five kernels: ``<name>_combine_a`` / ``_combine_b``
 (streaming linear combinations), ``_combine_c`` (output combination), ``_product_gemm`` (leaf GEMM
 with the operand sums in its loads) and ``_fused_gemm`` (operand sums in the loads and w·acc into
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from compiler.emit_torch import environment, write_atomically
-from compiler.factors import Factorization
-from compiler.gpu_lowering import GpuProgram, lower
+from compiler.codegen.emit_torch import environment, write_atomically
+from compiler.algebra.factors import Factorization
+from compiler.codegen.gpu_lowering import GpuProgram, lower
 
 
 

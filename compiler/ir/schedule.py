@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Union
 
-from compiler.ir import IRError, Node, Program, topo_order
+from compiler.ir.program import IRError, Node, Program, topo_order
 
 KINDS = ("materialized", "streaming")
 

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 
 
 def _scaled_abs(arr) -> tuple[np.ndarray, int]:

@@ -12,8 +12,8 @@ into n×p (row-major block names, DESIGN.md). Every GPU kernel that fastmm emits
 This module turns a ``Factorization`` into a ``GpuProgram``: plain frozen data (which blocks to
 load, one ``Assign`` per product operand / output block / shared temporary, exact ``Fraction``
 coefficients with their literal text). The templates hold all kernel text; this module holds the
-decisions. It reads the compiler's IR (``compiler.ir``, lowered by ``compiler.lower``): the shared
-temporaries that ``compiler.cse`` found become local variables of the combination kernels (Winograd's
+decisions. It reads the compiler's IR (``compiler.ir.program``, lowered by ``compiler.ir.lower``): the shared
+temporaries that ``compiler.ir.cse`` found become local variables of the combination kernels (Winograd's
 15 additions), while the fused GEMM's operand loads use each product's expanded combination (a
 temporary shared between products cannot be shared inside one product's K-loop).
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from compiler.factors import Factorization
-from compiler.ir import Node, Program, expand, inp
+from compiler.algebra.factors import Factorization
+from compiler.ir.program import Node, Program, expand, inp
 
 GENERATOR_VERSION = "fastmm-gpu-emit 1"
 
@@ -199,10 +199,10 @@ def lower(f: Factorization, name: str | None = None, cse: bool = True, factor_fi
     (duplicates, zero columns) are merged or dropped here too: the program's rank is the IR's.
     Cached per process (the CSE takes ~1 s for <4,4,4;49>; a ``GpuProgram`` is immutable).
     """
-    from compiler.lower import lower as lower_ir
+    from compiler.ir.lower import lower as lower_ir
     program = lower_ir(f)
     if cse:
-        from compiler.cse import cse_program
+        from compiler.ir.cse import cse_program
         program = cse_program(program)
     src = f.provenance.source or f.provenance.method or "unknown"
     return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src, factor_file)
@@ -210,7 +210,7 @@ def lower(f: Factorization, name: str | None = None, cse: bool = True, factor_fi
 
 def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], source: str,
             factor_file: str = "") -> GpuProgram:
-    """The render context of an IR ``Program`` (see ``compiler.ir``): loads, temporaries, results, products."""
+    """The render context of an IR ``Program`` (see ``compiler.ir.program``): loads, temporaries, results, products."""
     n, m, p = program.shape
     grids = {"a": (n, m), "b": (m, p), "c": (n, p)}
     blocks = {side: _blocks(side, *grids[side]) for side in grids}

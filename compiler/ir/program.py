@@ -38,7 +38,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, matmul_tensor, reconstruct, to_exact
+from compiler.algebra.factors import Factorization, FactorizationError, matmul_tensor, reconstruct, to_exact
 
 SIDES = ("a", "b", "c")
 
@@ -416,8 +416,8 @@ def _sparse_tensor(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.ndarray | 
 
 
 def from_factorization(f: Factorization) -> Program:
-    """The plain IR of one level (no sharing beyond hash-consing): see ``compiler.lower``."""
-    from compiler.lower import lower
+    """The plain IR of one level (no sharing beyond hash-consing): see ``compiler.ir.lower``."""
+    from compiler.ir.lower import lower
     return lower(f)
 
 

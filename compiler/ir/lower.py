@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from compiler.constructions import kron
-from compiler.factors import Factorization
-from compiler.ir import Node, Program, exact, inp, lin, mul, verify
+from compiler.algebra.constructions import kron
+from compiler.algebra.factors import Factorization
+from compiler.ir.program import Node, Program, exact, inp, lin, mul, verify
 
 
 def _column(arr, rows: int, r: int) -> list[tuple[int, Fraction]]:

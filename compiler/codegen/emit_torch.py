@@ -4,7 +4,7 @@ Public API:
 
 - ``TorchConfig(levels=1, cutoff=128, schedule="materialized", cse=True, restarts=...)``: what to emit.
 - ``emit(f, config, source="") -> GeneratedFile``: renders ``templates/torch_module.jinja``
-  (``StrictUndefined``) from the schedule (``compiler.schedule``) of the CSE'd program; the file
+  (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program; the file
   carries a provenance header (source, name, sha256, generator version) and one comment per
   product and per output.
 - ``load(generated) -> module``: executes the generated text as a module (what ``compiler.compile``
@@ -26,27 +26,27 @@ from pathlib import Path
 
 import jinja2
 
-from compiler.cse import DEFAULT_RESTARTS, cse_program, effort_of
-from compiler.factors import Factorization
-from compiler.ir import Program
-from compiler.lower import lower
-from compiler.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
+from compiler.ir.cse import DEFAULT_RESTARTS, cse_program, effort_of
+from compiler.algebra.factors import Factorization
+from compiler.ir.program import Program
+from compiler.ir.lower import lower
+from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
 
 GENERATOR_VERSION = "fastmm-torch-emit 1"
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 @dataclass(frozen=True)
 class TorchConfig:
     """``levels``: default recursion depth of the emitted ``matmul``; ``cutoff``: a level is applied
-    while min(M, K, N) >= cutoff; ``schedule``: "materialized" or "streaming" (see compiler.schedule)."""
+    while min(M, K, N) >= cutoff; ``schedule``: "materialized" or "streaming" (see compiler.ir.schedule)."""
 
     levels: int = 1
     cutoff: int = 128
     schedule: str = "materialized"
     cse: bool = True
     restarts: int = DEFAULT_RESTARTS
-    cse_effort: str = "default"  # see compiler.cse.EFFORTS
+    cse_effort: str = "default"  # see compiler.ir.cse.EFFORTS
 
     def __post_init__(self) -> None:
         if self.levels < 0:

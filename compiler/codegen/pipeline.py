@@ -6,7 +6,7 @@ Public API:
   where ``algorithm`` is a ``Factorization``, a library name (``"strassen"``), or a path to any
   file ``compiler.load`` reads (``name`` picks one entry; AlphaTensor keys such as ``"4,4,4"`` work).
   For the torch backend the callable is ``matmul`` of the very module text the CLI writes
-  (``compiler.emit_torch.emit``); it also carries ``.module``, ``.source`` and ``.factorization``.
+  (``compiler.codegen.emit_torch.emit``); it also carries ``.module``, ``.source`` and ``.factorization``.
 - ``resolve(algorithm, name=None) -> Factorization``.
 
 Compiled modules are cached in-process per (factorization object, options), so the runtime can call
@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from compiler.factors import Factorization, FactorizationError
-from compiler.formats import load
+from compiler.algebra.factors import Factorization, FactorizationError
+from compiler.algebra.formats import load
 
 
 def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = None) -> Factorization:
@@ -34,7 +34,7 @@ def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = Non
             raise FactorizationError(f"{path} holds {len(fs)} factorizations; pass name= (one of "
                                      f"{', '.join(f.label() for f in fs[:8])}{', ...' if len(fs) > 8 else ''})")
         return fs[0]
-    from compiler.library import library_algorithm
+    from compiler.algebra.library import library_algorithm
     return library_algorithm(str(algorithm))
 
 
@@ -45,7 +45,7 @@ _MODULES: dict[tuple, tuple] = {}
 
 
 def _prepared(f: Factorization, schedule: str, cse: bool, restarts: int):
-    from compiler.emit_torch import TorchConfig, prepare
+    from compiler.codegen.emit_torch import TorchConfig, prepare
     key = (id(f), schedule, cse, restarts)
     hit = _PREPARED.get(key)
     if hit is None or hit[0] is not f:
@@ -56,8 +56,8 @@ def _prepared(f: Factorization, schedule: str, cse: bool, restarts: int):
 
 
 def _torch_module(f: Factorization, cutoff: int, schedule: str, cse: bool, restarts: int, levels: int):
-    from compiler.emit_torch import TorchConfig, emit
-    from compiler.emit_torch import load as load_module
+    from compiler.codegen.emit_torch import TorchConfig, emit
+    from compiler.codegen.emit_torch import load as load_module
     key = (id(f), cutoff, schedule, cse, restarts, levels)
     hit = _MODULES.get(key)
     if hit is None or hit[0] is not f:
@@ -70,7 +70,7 @@ def _torch_module(f: Factorization, cutoff: int, schedule: str, cse: bool, resta
 
 def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule: str = "materialized",
                   cse: bool = True, restarts: int | None = None) -> Callable:
-    from compiler.cse import DEFAULT_RESTARTS
+    from compiler.ir.cse import DEFAULT_RESTARTS
     f.require_real()
     mod, gen = _torch_module(f, cutoff, schedule, cse, DEFAULT_RESTARTS if restarts is None else restarts, levels)
 
@@ -89,7 +89,7 @@ def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule
 
 def compile(algorithm, backend: str = "torch", levels: int = 1, name: str | None = None, **options) -> Callable:
     """A callable ``(a, b) -> a @ b`` running ``algorithm`` on ``backend`` (see module docstring)."""
-    from compiler.backends import BackendNotImplemented, get_backend
+    from compiler.codegen.backends import BackendNotImplemented, get_backend
     f = resolve(algorithm, name)
     f.require_real()
     be = get_backend(backend)

@@ -38,7 +38,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from compiler.ir import Node, Program, exact, expand, lin, mul, verify
+from compiler.ir.program import Node, Program, exact, expand, lin, mul, verify
 
 #: randomised runs take one of the next ``_EXPLORE_WIDTH`` best pairs with probability ``_EXPLORE``
 _EXPLORE, _EXPLORE_WIDTH = 0.15, 3
@@ -603,7 +603,7 @@ def cse_counts(program: Program, restarts: int = DEFAULT_RESTARTS, seed: int = 0
 
 def additions_after_cse(f, restarts: int = DEFAULT_RESTARTS) -> int:
     """Block additions of one level of factorization ``f`` after CSE (the search's cost model)."""
-    from compiler.lower import lower
+    from compiler.ir.lower import lower
     return cse_program(lower(f), restarts).additions().total
 
 

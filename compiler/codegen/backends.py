@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from compiler.factors import Factorization
+from compiler.algebra.factors import Factorization
 
 
 class BackendNotImplemented(NotImplementedError):
@@ -42,8 +42,8 @@ _REGISTRY: dict[str, Backend] = {}
 
 #: modules that register a backend when imported (the GPU backends live in their own files)
 PLUGIN_MODULES: dict[str, tuple[str, ...]] = {
-    "triton": ("compiler.emit_triton", "kernels.triton_backend"),
-    "cuda": ("compiler.emit_cuda", "kernels.cuda_backend"),
+    "triton": ("compiler.codegen.emit_triton", "kernels.triton_backend"),
+    "cuda": ("compiler.codegen.emit_cuda", "kernels.cuda_backend"),
 }
 KNOWN = ("torch", "triton", "cuda")
 
@@ -72,19 +72,19 @@ def get_backend(name: str) -> Backend:
     if name in PLUGIN_MODULES:
         raise BackendNotImplemented(
             f"the {name} backend is not implemented yet (issue #4 registers it with "
-            f"compiler.backends.register_backend); nothing registered it"
+            f"compiler.codegen.backends.register_backend); nothing registered it"
             + (f" ({'; '.join(errors)})" if errors else ""))
     raise BackendNotImplemented(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
 
 
 # -- the torch backend ------------------------------------------------------------------------------
 def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=None, **options) -> list[Any]:
-    from compiler.emit_torch import TorchConfig, emit
+    from compiler.codegen.emit_torch import TorchConfig, emit
     return [emit(f, TorchConfig(levels=levels, **options), source, prepared)]
 
 
 def _torch_callable(f: Factorization, levels: int = 1, **options) -> Callable:
-    from compiler.pipeline import compile_torch
+    from compiler.codegen.pipeline import compile_torch
     return compile_torch(f, levels=levels, **options)
 
 

@@ -2,9 +2,9 @@
 
 Known algorithms are stated here once, in the notation of their papers (1-based block names,
 ``M3 = (a11 - a21) * (b22 - b12)``, ``c12 = M1 + M4``), turned into exact U, V, W and verified.
-``python -m compiler.library factors/`` regenerates the library files; the files are the data
+``python -m compiler.algebra.library factors/`` regenerates the library files; the files are the data
 that every other tool reads (``compiler.load``). ``library_algorithm("strassen")`` finds an
-algorithm by its short name; ``BEST_KNOWN`` (in ``compiler.records``) says how far from the
+algorithm by its short name; ``BEST_KNOWN`` (in ``compiler.algebra.records``) says how far from the
 record a rank is.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.constructions import direct_sum, kron
-from compiler.factors import Factorization, FactorizationError, Provenance, naive
+from compiler.algebra.constructions import direct_sum, kron
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance, naive
 
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+(?:/\d+)?)\s*\*?\s*)?([abcmM])(\d+)\s*")
 
@@ -188,7 +188,7 @@ ALIASES = {
 
 def factors_dir() -> Path:
     """The library folder: ``factors/`` beside the packages (source checkout or installed data)."""
-    here = Path(__file__).resolve().parent.parent / "factors"
+    here = Path(__file__).resolve().parents[2] / "factors"
     if here.is_dir():
         return here
     import sysconfig
@@ -197,7 +197,7 @@ def factors_dir() -> Path:
 
 def library_algorithm(name: str) -> Factorization:
     """A library algorithm by short name ('strassen'), full name, or shape ('3x3x3': the lowest rank)."""
-    from compiler.formats import load
+    from compiler.algebra.formats import load
     key = ALIASES.get(name.lower(), name)
     d = factors_dir()
     files = sorted(d.glob("*.npz"))
@@ -212,7 +212,7 @@ def library_algorithm(name: str) -> Factorization:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compiler.formats import save
+    from compiler.algebra.formats import save
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else factors_dir())
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@
 - AlphaTensor's ``factorizations_r.npz`` / ``factorizations_f2.npz``: one member per shape
   (``'4,4,4'``) holding ``[u, v, w]``. Their ``w`` indexes the transposed product
   (``T[i·m+j, j·p+k, k·n+i]``), so ``W[i·p+k] = w[k·n+i]`` here. The object arrays are read by
-  ``compiler.safe_pickle``, which never executes the pickle. A file whose name contains ``f2``
+  ``compiler.algebra.safe_pickle``, which never executes the pickle. A file whose name contains ``f2``
   holds mod-2 schemes (field Z2).
 
 ``load(path)`` returns a list of ``Factorization``; every problem with the file is a
@@ -26,8 +26,8 @@ from typing import Iterable
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, Provenance, parse_shape, to_exact
-from compiler.safe_pickle import UnsafePickleError, load_object_array
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance, parse_shape, to_exact
+from compiler.algebra.safe_pickle import UnsafePickleError, load_object_array
 
 FORMAT_NAME = "fastmm-factors"
 FORMAT_VERSION = 1

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.emit_triton import EmittedSource, environment
-from compiler.factors import Factorization
-from compiler.gpu_lowering import GpuProgram, lower
+from compiler.codegen.emit_triton import EmittedSource, environment
+from compiler.algebra.factors import Factorization
+from compiler.codegen.gpu_lowering import GpuProgram, lower
 
 
 @dataclass(frozen=True)

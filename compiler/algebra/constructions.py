@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from compiler.factors import Factorization, FactorizationError, Provenance, to_exact
+from compiler.algebra.factors import Factorization, FactorizationError, Provenance, to_exact
 
 
 def _field(*fs: Factorization) -> str:

@@ -371,9 +371,9 @@ class Factorization:
                 "it does not compute a real matrix product")
         return self
 
-    # -- constructions (see compiler.constructions) ------------------------------------------
+    # -- constructions (see compiler.algebra.constructions) ------------------------------------------
     def kron(self, other: "Factorization") -> "Factorization":
-        from compiler.constructions import kron
+        from compiler.algebra.constructions import kron
         return kron(self, other)
 
     def __matmul__(self, other: "Factorization") -> "Factorization":
