@@ -2,7 +2,7 @@
 
     python -m compiler.build FILE [--backend torch|triton|cuda|all] [--levels L] [--only NAME]
                                   [--out DIR] [--json] [--schedule materialized|streaming] [--cutoff C]
-                                  [--cse-effort default|high] [--jobs J]
+                                  [--cse-effort default|high] [--jobs J] [--altbasis]
 
 FILE is anything ``compiler.load`` reads (fastmm .npz/.json, AlphaTensor's npz files). Every real
 factorization is verified exactly, lowered, CSE'd and emitted by each backend into ``--out``
@@ -10,7 +10,9 @@ factorization is verified exactly, lowered, CSE'd and emitted by each backend in
 field, additions naive → after CSE (one level, block additions), the stability factor (one level),
 and the files written. ``--json`` prints the same as one JSON object per line (keys ``name``,
 ``shape``, ``rank``, ``field``, ``additions_naive``, ``additions_cse``, ``stability``, ``outputs``,
-plus ``skipped``/``errors`` when something was not built).
+plus ``skipped``/``errors`` when something was not built). ``--altbasis`` adds the sparsest
+alternative basis found (``compiler.algebra.altbasis``, proven exactly): the core's additions and
+the transforms' additions per level, as ``core + transforms`` (key ``altbasis``).
 
 Entries are built by ``--jobs`` worker processes (default: the CPUs this process may use, at most
 4), largest first; rows are printed in file order. ``--cse-effort default`` bounds the CSE per
@@ -48,7 +50,7 @@ def _num(x: Fraction) -> int | float:
 
 
 def build_one(f: Factorization, backends: list[str], levels: int, out: Path, source: str,
-              schedule: str, cutoff: int, cse_effort: str = "default") -> dict:
+              schedule: str, cutoff: int, cse_effort: str = "default", altbasis: bool = False) -> dict:
     """Build one factorization with every backend; the report row as a dict."""
     row: dict = {"name": f.label(), "shape": list(f.shape), "rank": f.rank, "field": f.field,
                  "additions_naive": None, "additions_cse": None, "stability": None, "outputs": []}
@@ -69,6 +71,8 @@ def build_one(f: Factorization, backends: list[str], levels: int, out: Path, sou
     row["additions_naive"] = plain.additions().total
     row["additions_cse"] = prog.additions().total
     row["stability"] = _num(stability_factor(f))
+    if altbasis:
+        row["altbasis"] = _altbasis_row(f)
     errors = []
     for name in backends:
         try:
@@ -87,6 +91,15 @@ def build_one(f: Factorization, backends: list[str], levels: int, out: Path, sou
     if errors:
         row["errors"] = errors
     return row
+
+
+def _altbasis_row(f: Factorization) -> dict | None:
+    from compiler.algebra.altbasis import sparsify
+    if not f.is_integral:
+        return None
+    alt = sparsify(f)
+    return {"core": sum(alt.core_additions()), "transforms": sum(alt.transform_additions()),
+            "core_abc": list(alt.core_additions()), "integral": alt.is_integral()}
 
 
 def _default_jobs() -> int:
@@ -118,18 +131,23 @@ def build_all(fs: list[Factorization], jobs: int, **kw):
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("name", "shape", "rank", "field", "additions naive→CSE", "stability", "outputs")
+    alt = any("altbasis" in r for r in rows)
+    head = ("name", "shape", "rank", "field", "additions naive→CSE") + (("alt core + transforms",) if alt else ()) \
+        + ("stability", "outputs")
     body = []
     for r in rows:
         shape = "<{},{},{}>".format(*r["shape"])
         if r.get("skipped"):
-            body.append((r["name"], shape, str(r["rank"]), r["field"], "-", "-", f"skipped: {r['skipped']}"))
+            body.append((r["name"], shape, str(r["rank"]), r["field"], "-") + (("-",) if alt else ())
+                        + ("-", f"skipped: {r['skipped']}"))
             continue
         outs = ", ".join(Path(o).name for o in r["outputs"]) or "-"
         if r.get("errors"):
             outs += "  [" + "; ".join(e.split(":", 1)[0] + ": not built" for e in r["errors"]) + "]"
+        a = r.get("altbasis")
+        alt_cell = (f"{a['core']} + {a['transforms']}" if a else "-",) if alt else ()
         body.append((r["name"], shape, str(r["rank"]), r["field"],
-                     f"{r['additions_naive']} → {r['additions_cse']}", str(r["stability"]), outs))
+                     f"{r['additions_naive']} → {r['additions_cse']}") + alt_cell + (str(r["stability"]), outs))
     widths = [max(len(x[k]) for x in [head] + body) for k in range(len(head) - 1)]
     lines = []
     for x in [head] + body:
@@ -151,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cse-effort", default="default", choices=("default", "high"),
                     help="CSE effort per entry (default: bounded, all 93 AlphaTensor entries in < 1 min)")
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: usable CPUs, at most 4)")
+    ap.add_argument("--altbasis", action="store_true",
+                    help="also search the sparsest alternative basis (core + transform additions per level)")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:  # argparse already printed a one-line usage error
@@ -181,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     jobs = _default_jobs() if args.jobs is None else args.jobs
     for row in build_all(fs, jobs, backends=backends, levels=args.levels, out=out, source=str(args.file),
-                         schedule=args.schedule, cutoff=args.cutoff, cse_effort=args.cse_effort):
+                         schedule=args.schedule, cutoff=args.cutoff, cse_effort=args.cse_effort,
+                         altbasis=args.altbasis):
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
