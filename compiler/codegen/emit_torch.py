@@ -4,7 +4,9 @@ Public API:
 
 - ``TorchConfig(levels=1, cutoff=128, schedule="materialized", cse=True, restarts=...)``: what to emit.
 - ``emit(f, config, source="") -> GeneratedFile``: renders ``templates/torch_module.jinja``
-  (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program; the file
+  (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program, after
+  translation validation (``compiler.codegen.validate``: the rendered operations, workspace reuse
+  and in-place updates included, run on exact symbolic blocks must give A·B); the file
   carries a provenance header (source, name, sha256, generator version) and one comment per
   product and per output.
 - ``load(generated) -> module``: executes the generated text as a module (what ``compiler.compile``
@@ -31,6 +33,7 @@ from compiler.algebra.factors import Factorization
 from compiler.ir.program import Program
 from compiler.ir.lower import lower
 from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
+from compiler.codegen.validate import check_torch_ops
 
 GENERATOR_VERSION = "fastmm-torch-emit 1"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -187,7 +190,8 @@ def render_steps(schedule: Schedule) -> list[dict]:
             if st.dst.space == "S":
                 comment = schedule.comments.get(("M", st.dst.index), comment)
             ops = _combine_ops(st, name)
-        out.append({"comment": comment, "ops": ops})
+        intent = getattr(st, "intent", ())
+        out.append({"comment": comment, "ops": ops, "intent": (name(st.dst), intent) if intent else None})
         for line in done_at.get(k, []):
             out.append({"comment": f"{line}  (complete)", "ops": []})
     return out
@@ -213,13 +217,17 @@ def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = ""
     plain, prog, sched = prepared or prepare(f, config)
     n, m, p = f.shape
     plan = sched.plan
+    steps = render_steps(sched)
+    # translation validation: the very operations the template prints, run on exact symbolic blocks
+    check_torch_ops(f.shape, prog.rank, steps, f"{f.label()} ({sched.kind} schedule)",
+                    lambda side, i, j: block_name(side, i, j, f.shape))
     plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + 1} c-blocks" + (
         f" + {f.rank} stacked blocks per side" if plan.stacked else "")
     text = environment().get_template("torch_module.jinja").render(
         generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
-        levels=config.levels, cutoff=config.cutoff, steps=render_steps(sched), blocks=_blocks(prog))
+        levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog))
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
     filename = f"{_safe(f.label())}_{f.digest[:12]}_torch_{sched.kind}.py"
     return GeneratedFile(text, filename, "torch")

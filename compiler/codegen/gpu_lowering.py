@@ -12,7 +12,8 @@ into n×p (row-major block names, DESIGN.md). Every GPU kernel that fastmm emits
 This module turns a ``Factorization`` into a ``GpuProgram``: plain frozen data (which blocks to
 load, one ``Assign`` per product operand / output block / shared temporary, exact ``Fraction``
 coefficients with their literal text). The templates hold all kernel text; this module holds the
-decisions. It reads the compiler's IR (``compiler.ir.program``, lowered by ``compiler.ir.lower``): the shared
+decisions. Every ``GpuProgram`` is proven before it is returned (``compiler.codegen.validate``:
+its stages and its fused view run on exact symbolic blocks). It reads the compiler's IR (``compiler.ir.program``, lowered by ``compiler.ir.lower``): the shared
 temporaries that ``compiler.ir.cse`` found become local variables of the combination kernels (Winograd's
 15 additions), while the fused GEMM's operand loads use each product's expanded combination (a
 temporary shared between products cannot be shared inside one product's K-loop).
@@ -28,6 +29,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from compiler.algebra.factors import Factorization
+from compiler.codegen.validate import check_gpu_program
 from compiler.ir.program import Node, Program, expand, inp
 
 GENERATOR_VERSION = "fastmm-gpu-emit 1"
@@ -270,5 +272,7 @@ def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], 
         b_terms, b_loads = expanded(pr.args[1], b_leaf)
         products.append(Product(r, f"m_{r}", f"M{r + 1}", a_terms, b_terms, a_loads, b_loads, tuple(uses[pr])))
     coefs = {Fraction(c) for node in program.nodes() if node.op == "lin" for c in node.coefs}
-    return GpuProgram(name, label, program.digest, program.shape, R, nnz, source, GENERATOR_VERSION,
-                      a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs), factor_file)
+    gp = GpuProgram(name, label, program.digest, program.shape, R, nnz, source, GENERATOR_VERSION,
+                    a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs), factor_file)
+    check_gpu_program(gp)  # translation validation: what the templates render must compute A·B exactly
+    return gp

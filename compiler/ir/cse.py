@@ -30,6 +30,7 @@ AlphaTensor's <3,3,3;23> 70 (target 70), AlphaTensor's real <4,4,4;49> 170.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from dataclasses import dataclass
 from fractions import Fraction
@@ -62,6 +63,10 @@ class Effort:
     get at least ``tiny_restarts`` runs: a random target order of the difference pass finds
     AlphaTensor's <3,3,3;23> b-side in 19 additions about once in 30 runs (16 restarts: 72
     additions in all, 64: 70; ~1 s more per <3,3,3> algorithm).
+    ``rational``: let temporaries take any rational coefficient (``t = x + (2/3)·y``). Off: every
+    temporary and every coefficient that CSE writes is an integer, so an integral algorithm stays
+    integral and its kernels stay bit-exact on small integers (a fractional algorithm keeps its own
+    denominators, in the one-term scalings that fold into a product's alpha). See ``_side``.
     ``default`` keeps ``python -m compiler.build`` on all 93 AlphaTensor entries near a minute
     on 2 cores; ``high`` lifts every bound (minutes for the largest entries).
     """
@@ -72,11 +77,13 @@ class Effort:
     difference_targets: int = 100
     tiny_size: int = 400
     tiny_restarts: int = 64
+    rational: bool = False
 
 
 EFFORTS = {"default": Effort(),
            "high": Effort(full_restarts_up_to=10**12, other_orientation=10**12, buckets_above=10**12,
-                          difference_targets=10**9)}
+                          difference_targets=10**9),
+           "rational": Effort(rational=True)}
 
 
 def effort_of(effort: "Effort | str | None") -> Effort:
@@ -110,7 +117,8 @@ class CseResult:
             1 for e in self.exprs for _, c in e if abs(c) != 1 and len(e) > 1)
 
 
-def _pair_sets(exprs: list[dict[int, int]], table: list[list[int]], NV: int, NR: int) -> dict[int, set[int]]:
+def _pair_sets(exprs: list[dict[int, int]], table: list[list[int]], NV: int, NR: int,
+               modes: list[int]) -> dict[int, set[int]]:
     """``{pair key: targets holding it}`` for the pairs held by at least two targets.
 
     Counted with numpy (sorting every pair key once); pairs held by a single target are dropped:
@@ -131,6 +139,10 @@ def _pair_sets(exprs: list[dict[int, int]], table: list[list[int]], NV: int, NR:
     if not keys_l:
         return {}
     keys, tg = np.concatenate(keys_l), np.concatenate(tg_l)
+    allowed = np.asarray(modes, dtype=np.int64)[keys % NR] != _NEVER
+    keys, tg = keys[allowed], tg[allowed]
+    if not len(keys):
+        return {}
     order = np.argsort(keys, kind="stable")
     keys, tg = keys[order], tg[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -144,9 +156,11 @@ def _triu(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k, 1)
 
 
-def _intern(exprs_in: list[dict]) -> tuple[list, list[dict[int, int]], list, list[list[int]]]:
-    """Coefficients as ids (``cvals[id]``), targets over ids, and the ratio table:
-    ``rvals[table[i][j]] = cvals[j] / cvals[i]``."""
+def _intern(exprs_in: list[dict], integral: bool = False) -> tuple[list, list[dict[int, int]], list, list[list[int]], list[int]]:
+    """Coefficients as ids (``cvals[id]``), targets over ids, the ratio table
+    ``rvals[table[i][j]] = cvals[j] / cvals[i]``, and per ratio how a temporary may use it:
+    ``_AS_IS`` (``t = x + r·y``), ``_FLIP`` (only ``t = y + (1/r)·x`` is integral) or ``_NEVER``
+    (neither: an integral CSE never pairs these terms). Without ``integral`` every ratio is as is."""
     cvals: list = []
     cid: dict = {}
     exprs: list[dict[int, int]] = []
@@ -170,10 +184,20 @@ def _intern(exprs_in: list[dict]) -> tuple[list, list[dict[int, int]], list, lis
                 rvals.append(r)
             row.append(rid[r])
         table.append(row)
-    return cvals, exprs, rvals, table
+    modes = [_ratio_mode(r) if integral else _AS_IS for r in rvals]
+    return cvals, exprs, rvals, table, modes
 
 
-def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
+_AS_IS, _FLIP, _NEVER = 0, 1, 2
+
+
+def _ratio_mode(r) -> int:
+    if type(r) is int:
+        return _AS_IS
+    return _FLIP if Fraction(r).numerator in (1, -1) else _NEVER
+
+
+def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None, integral: bool = False) -> CseResult:
     """One greedy run; ``salt`` None breaks ties by variable order, else pseudo-randomly.
 
     Hot loop, so pairs are plain ints: coefficients are interned (substitution never creates a new
@@ -182,7 +206,7 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
     entries are single ints too, ordered by (−count, non-unit ratio, tie-break, key): comparing
     ints instead of tuples halves the run time on AlphaTensor's largest entries.
     """
-    cvals, exprs, rvals, table = _intern(exprs_in)
+    cvals, exprs, rvals, table, modes = _intern(exprs_in, integral)
     NR = len(rvals) or 1
     NV = n_leaves + sum(len(e) for e in exprs) + 1
     nonunit = [0 if (r == 1 or r == -1) else 1 for r in rvals]
@@ -201,7 +225,7 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
             tie = hash((x, y, salt)) + 2**63  # a pseudo-random order of the pairs, as a 64-bit int
             return ((-count) << CB) | (nonunit[key % NR] << HB) | (tie << KB) | key
 
-    where = _pair_sets(exprs, table, NV, NR)
+    where = _pair_sets(exprs, table, NV, NR, modes)
     heap = [entry(key, len(s)) for key, s in where.items()]
     heapq.heapify(heap)
     KMASK = (1 << KB) - 1
@@ -241,11 +265,13 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
         xy, r = divmod(key, NR)
         x, y = divmod(xy, NV)
         t = n_leaves + len(temps)
-        temps.append((x, y, rvals[r]))
+        flip = modes[r] == _FLIP  # t = y + (1/r)·x, and the targets take y's coefficient
+        temps.append((y, x, _quot(1, rvals[r])) if flip else (x, y, rvals[r]))
         xNV, yNV, tNR = x * NV, y * NV, t * NR
         for e in sorted(s):
             ex = exprs[e]
             cx, cy = ex.pop(x), ex.pop(y)
+            ct = cy if flip else cx
             tx, ty = table[cx], table[cy]
             for z, cz in ex.items():
                 if x < z:
@@ -261,28 +287,31 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None) -> CseResult:
                 if s2 is not None:
                     s2.discard(e)
             for z, cz in ex.items():  # t > z always: t is the newest variable
-                k2 = z * NV * NR + tNR + table[cz][cx]
+                rz = table[cz][ct]
+                if modes[rz] == _NEVER:
+                    continue
+                k2 = z * NV * NR + tNR + rz
                 s2 = where_get(k2)
                 if s2 is None:
                     where[k2] = {e}
                 else:
                     s2.add(e)
                     heappush(heap, entry(k2, len(s2)))
-            ex[t] = cx
+            ex[t] = ct
     return CseResult(n_leaves, tuple(temps),
                      tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
 
-def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
+def _greedy_buckets(exprs_in: list[dict], n_leaves: int, integral: bool = False) -> CseResult:
     """The same greedy with a bucket queue (one list per count; last in, first out among ties)
     instead of a heap ordered by variables: about twice as fast, and on AlphaTensor's largest
     systems about 4 % more additions (<11,12,12;990> a-side: 3152 vs 3036). Used for the large
     systems of the default effort (``Effort.buckets_above``)."""
-    cvals, exprs, rvals, table = _intern(exprs_in)
+    cvals, exprs, rvals, table, modes = _intern(exprs_in, integral)
     NR = len(rvals) or 1
     NV = n_leaves + sum(len(e) for e in exprs) + 1
     unit = [1 if (r == 1 or r == -1) else 0 for r in rvals]
-    where = _pair_sets(exprs, table, NV, NR)
+    where = _pair_sets(exprs, table, NV, NR, modes)
     buckets: dict[int, list[int]] = {}  # level 2·count + (ratio ±1) → pair keys
     top = 0
     for key, s in where.items():
@@ -309,11 +338,13 @@ def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
         xy, r = divmod(key, NR)
         x, y = divmod(xy, NV)
         t = n_leaves + len(temps)
-        temps.append((x, y, rvals[r]))
+        flip = modes[r] == _FLIP
+        temps.append((y, x, _quot(1, rvals[r])) if flip else (x, y, rvals[r]))
         xNV, yNV, tNR = x * NV, y * NV, t * NR
         for e in sorted(s):
             ex = exprs[e]
             cx, cy = ex.pop(x), ex.pop(y)
+            ct = cy if flip else cx
             tx, ty = table[cx], table[cy]
             for z, cz in ex.items():
                 k1 = (xNV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + table[cz][cx]
@@ -329,7 +360,10 @@ def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
                     if len(s2) < 2:
                         del where[k2]
             for z, cz in ex.items():
-                k2 = z * NV * NR + tNR + table[cz][cx]
+                rz = table[cz][ct]
+                if modes[rz] == _NEVER:
+                    continue
+                k2 = z * NV * NR + tNR + rz
                 s2 = where_get(k2)
                 if s2 is None:
                     where[k2] = {e}
@@ -338,7 +372,7 @@ def _greedy_buckets(exprs_in: list[dict], n_leaves: int) -> CseResult:
                     lv = 2 * len(s2) + unit[k2 % NR]
                     buckets.setdefault(lv, []).append(k2)
                     top = max(top, lv)
-            ex[t] = cx
+            ex[t] = ct
     return CseResult(n_leaves, tuple(temps),
                      tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
@@ -358,7 +392,8 @@ def _normal_key(e: dict) -> tuple[tuple, object]:
     return tuple(sorted((v, _quot(c, s)) for v, c in e.items())), s
 
 
-def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: bool = False) -> list[dict]:
+def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: bool = False,
+                 integral: bool = False) -> list[dict]:
     """Rewrite targets as ``λ·T_j + (T_i − λ·T_j)`` when an earlier target T_j (in ``order``) makes
     ``T_i`` cheaper; ``T_j`` enters as the variable ``n_leaves + j``. Pairwise CSE only shares
     common *sub-sums*; this also shares near-equal targets (Winograd's ``s2 = s1 − a11``). When
@@ -379,6 +414,8 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: boo
                 if x not in tj:
                     continue
                 lam = _quot(ti[x], tj[x])
+                if integral and type(lam) is not int:
+                    continue
                 res = {}
                 for v in set(ti) | set(tj):
                     c = exact(ti.get(v, 0) - lam * tj.get(v, 0))
@@ -387,7 +424,7 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: boo
                 if 2 < best_cost and len(res) >= 2 and len(res) in lengths:
                     key, s = _normal_key(res)
                     hit = normal.get(key)
-                    if hit is not None and hit[0] != j:
+                    if hit is not None and hit[0] != j and (not integral or type(_quot(s, hit[1])) is int):
                         k, sk = hit  # res = s·(T_k / sk)
                         best, best_cost = (j, lam, {n_leaves + k: _quot(s, sk)}), 2
                         continue
@@ -436,11 +473,12 @@ def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAU
         # randomised greedy alone and a difference pass in a random order + randomised greedy
         system = exprs
         if k <= eff.difference_targets and run >= 1 and run % 2 == 1:
-            system = _differences(exprs, by_size if run == 1 else rng.sample(range(k), k), n0)
+            system = _differences(exprs, by_size if run == 1 else rng.sample(range(k), k), n0,
+                                  integral=not eff.rational)
         if runs == 1 and size > eff.buckets_above:
-            res = _greedy_buckets(system, n0 + k)
+            res = _greedy_buckets(system, n0 + k, not eff.rational)
         else:
-            res = _greedy(system, n0 + k, None if run <= 1 else seed * 1_000_003 + run)
+            res = _greedy(system, n0 + k, None if run <= 1 else seed * 1_000_003 + run, not eff.rational)
         if best is None or (res.additions, res.scalings) < (best.additions, best.scalings):
             best = res
     return best, variables
@@ -492,7 +530,7 @@ def _side(targets: list[Node], restarts: int, seed: int, effort: "Effort") -> di
     for t in uniq:
         e = expand(t)
         lead = min(e, key=lambda leaf: leaf.key)
-        s = e[lead]
+        s = e[lead] if effort.rational else _content(e.values(), e[lead])
         key = tuple(sorted(((leaf.key, _quot(c, s)) for leaf, c in e.items())))
         scale[t], norm_of[t] = s, key
         normed.setdefault(key, {leaf: _quot(c, s) for leaf, c in e.items()})
@@ -515,6 +553,18 @@ def _side(targets: list[Node], restarts: int, seed: int, effort: "Effort") -> di
             best = trans
     built = dict(zip(keys, best))
     return {t: lin([(built[norm_of[t]], scale[t])]) for t in uniq}
+
+
+def _content(coefs, lead) -> int | Fraction:
+    """The primitive scale of an integral-CSE target: ±gcd(numerators)/lcm(denominators), signed
+    like the leading coefficient, so the normalised target has coprime integer coefficients
+    (u and −2u share one; a fractional algorithm's denominators stay in the scale)."""
+    num, den = 0, 1
+    for c in coefs:
+        q = Fraction(c)
+        num = math.gcd(num, q.numerator)
+        den = den * q.denominator // math.gcd(den, q.denominator)
+    return exact(Fraction(num if lead > 0 else -num, den))
 
 
 def _cost(nodes: list[Node]) -> int:

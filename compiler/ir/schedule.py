@@ -16,6 +16,12 @@ Steps:
   output addition into the GEMM (``beta = 1``), so that side costs no separate pass;
 - ``BatchedProduct()``: ``P = S @ T`` for all products at once (streaming schedule).
 
+Each ``Combine``/``Product`` also records its *intent*: ``((node, coef), ...)``, the IR value that
+``dst`` holds once the step has run (``Σ coef·node``; a partial sum while an output accumulates).
+Translation validation (``compiler.codegen.validate``) executes the rendered steps on exact
+symbolic blocks and compares each step's result with its intent, so a failure names the first
+wrong step, not just the wrong output.
+
 Two kinds, both with a ``MemoryPlan`` (slot counts; workspace is allocated once per level by the
 caller, never inside the recursion):
 
@@ -64,6 +70,7 @@ class Combine:
     terms: tuple[Term, ...]
     accumulate: bool = False
     comment: str = ""
+    intent: tuple = field(default=(), compare=False)  # ((node, coef), ...): what dst holds after the step
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Product:
     accumulate: bool
     index: int
     comment: str = ""
+    intent: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,11 @@ def _block_ref(node: Node, program: Program) -> Ref:
     n, m, p = program.shape
     cols = m if node.side == "a" else p
     return Ref(node.side, node.index[0] * cols + node.index[1])
+
+
+def _as_exact(q: Fraction, like) -> bool:
+    """Whether ``q`` needs no denominator that ``like`` does not have (an integer where ``like`` is one)."""
+    return Fraction(like).denominator % Fraction(q).denominator == 0
 
 
 def _strip_scale(node: Node) -> tuple[Node, Fraction]:
@@ -196,7 +209,8 @@ def materialized(program: Program) -> Schedule:
             ref, s = ensure(a)
             terms.append(Term(ref, c * s))
         dst = slots[node.side].take()
-        steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" =")))
+        steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" ="),
+                             ((node, Fraction(1)),)))
         value[node] = (dst, Fraction(1))
         return value[node]
 
@@ -210,6 +224,11 @@ def materialized(program: Program) -> Schedule:
         for a, c in x.terms:
             consumers.setdefault(a, []).append((x, c))
     sink: dict[Node, Ref] = {}
+    partial: dict[Node, tuple] = {}  # what each c-side buffer holds so far, as ((node, coef), ...)
+
+    def add(x: Node, node: Node, coef: Fraction) -> tuple:
+        partial[x] = (partial[x] if x in started else ()) + ((node, Fraction(coef)),)
+        return partial[x]
     started: set[Node] = set()
     remaining = {x: len(x.args) for x in c_nodes}
     for o, rows in out_rows.items():
@@ -228,7 +247,7 @@ def materialized(program: Program) -> Schedule:
         remaining[x] -= 1
         if remaining[x] == 0:
             for y, c in consumers.get(x, []) if x.op == "lin" else []:
-                steps.append(Combine(buf(y), (Term(buf(x), c),), y in started))
+                steps.append(Combine(buf(y), (Term(buf(x), c),), y in started, intent=add(y, x, c)))
                 contributed(y)
             if x not in out_rows:
                 slots["c"].give(sink[x])
@@ -239,19 +258,29 @@ def materialized(program: Program) -> Schedule:
         if not users:
             raise IRError(f"{program.name}: product M{r + 1} is used by no output")
         fresh = [(x, c) for x, c in users if x not in started]
-        if len(users) == 1 or fresh:
-            x0, c0 = fresh[0] if fresh else users[0]
-            steps.append(Product(buf(x0), lref, rref, c0 * ls * rs, x0 in started, r))
+        # the product goes into a fresh user's buffer and the others read c/c0 of it, if every such
+        # ratio is as exact as the coefficients themselves (c0 = 2, c = 3 would write 3/2 of an
+        # integer block); else it goes to a temporary and every user reads its own c
+        exact_ratio = [(x, c) for x, c in fresh if all(_as_exact(Fraction(d) / c, d) for _, d in users)]
+        if len(users) == 1 or exact_ratio:
+            x0, c0 = exact_ratio[0] if len(users) > 1 else users[0]
+            steps.append(Product(buf(x0), lref, rref, c0 * ls * rs, x0 in started, r, intent=add(x0, prod, c0)))
+            # every other user reads c0·M_r from x0's buffer *before* any user completes: a completion
+            # cascades into its consumers, and x0 may be one of them (its buffer would no longer hold
+            # c0·M_r alone) or be freed and its slot reused
+            others = [(y, c) for y, c in users if y is not x0]
+            for y, c in others:
+                steps.append(Combine(buf(y), (Term(buf(x0), Fraction(c) / c0),), y in started,
+                                     intent=add(y, prod, c)))
+                started.add(y)
             contributed(x0)
-            for y, c in users:
-                if y is not x0:
-                    steps.append(Combine(buf(y), (Term(buf(x0), Fraction(c) / c0),), y in started))
-                    contributed(y)
+            for y, _ in others:
+                contributed(y)
         else:
             tmp = slots["c"].take()
-            steps.append(Product(tmp, lref, rref, ls * rs, False, r))
+            steps.append(Product(tmp, lref, rref, ls * rs, False, r, intent=((prod, Fraction(1)),)))
             for y, c in users:
-                steps.append(Combine(buf(y), (Term(tmp, c),), y in started))
+                steps.append(Combine(buf(y), (Term(tmp, c),), y in started, intent=add(y, prod, c)))
                 contributed(y)
             slots["c"].give(tmp)
         for dep in deps[r]:
@@ -261,7 +290,8 @@ def materialized(program: Program) -> Schedule:
                 last_use.pop(dep)
     for o, rows in out_rows.items():  # identical output blocks: copy
         for row in rows[1:]:
-            steps.append(Combine(Ref("c", row), (Term(Ref("c", rows[0]), Fraction(1)),), False))
+            steps.append(Combine(Ref("c", row), (Term(Ref("c", rows[0]), Fraction(1)),), False,
+                                 intent=((o, Fraction(1)),)))
     plan = MemoryPlan(slots["a"].peak, slots["b"].peak, slots["c"].peak, False, program.rank)
     return Schedule("materialized", program, tuple(steps), plan, product_comments(program))
 
@@ -289,7 +319,8 @@ def streaming(program: Program) -> Schedule:
                 ref, s = _value(a, value, program)
                 terms.append(Term(ref, c * s))
             dst = slots[side].take()
-            steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" =")))
+            steps.append(Combine(dst, _ordered_terms(terms), False, f"{names.get(node, '')} = {node!r}".strip(" ="),
+                                 ((node, Fraction(1)),)))
             value[node] = (dst, Fraction(1))
         for r, node in enumerate(operands):
             base, scale = _strip_scale(node)
@@ -301,7 +332,7 @@ def streaming(program: Program) -> Schedule:
             else:
                 ref, s = _value(base, value, program)
                 terms = [Term(ref, scale * s)]
-            steps.append(Combine(Ref(stack, r), _ordered_terms(terms), False))
+            steps.append(Combine(Ref(stack, r), _ordered_terms(terms), False, intent=((node, Fraction(1)),)))
             operand_of[(side, node)] = r
     steps.append(BatchedProduct("P[r] = S[r] @ T[r] for every product r"))
     for r, prod in enumerate(program.products):
@@ -317,13 +348,13 @@ def streaming(program: Program) -> Schedule:
             ref, s = value[a]
             terms.append(Term(ref, c * s))
         dst = Ref("c", out_rows[node][0]) if node in out_rows else slots["c"].take()
-        steps.append(Combine(dst, _ordered_terms(terms), False))
+        steps.append(Combine(dst, _ordered_terms(terms), False, intent=((node, Fraction(1)),)))
         value[node] = (dst, Fraction(1))
     for o, rows in out_rows.items():
         ref, s = value[o]
         for row in rows:
             if ref != Ref("c", row):
-                steps.append(Combine(Ref("c", row), (Term(ref, s),), False))
+                steps.append(Combine(Ref("c", row), (Term(ref, s),), False, intent=((o, Fraction(1)),)))
     plan = MemoryPlan(slots["a"].peak, slots["b"].peak, slots["c"].peak, True, program.rank)
     return Schedule("streaming", program, tuple(steps), plan, product_comments(program))
 
