@@ -2,7 +2,7 @@
 
     python -m compiler.build FILE [--backend torch|triton|cuda|all] [--levels L] [--only NAME]
                                   [--out DIR] [--json] [--schedule materialized|streaming] [--cutoff C]
-                                  [--cse-effort default|high] [--jobs J] [--altbasis]
+                                  [--cse-effort default|high|rational] [--jobs J] [--altbasis]
 
 FILE is anything ``compiler.load`` reads (fastmm .npz/.json, AlphaTensor's npz files). Every real
 factorization is verified exactly, lowered, CSE'd and emitted by each backend into ``--out``
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
     ap.add_argument("--schedule", default="materialized", choices=("materialized", "streaming"))
     ap.add_argument("--cutoff", type=int, default=128, help="apply a level while min(M, K, N) >= cutoff")
-    ap.add_argument("--cse-effort", default="default", choices=("default", "high"),
+    ap.add_argument("--cse-effort", default="default", choices=("default", "high", "rational"),
                     help="CSE effort per entry (default: bounded, all 93 AlphaTensor entries in < 1 min)")
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: usable CPUs, at most 4)")
     ap.add_argument("--altbasis", action="store_true",

@@ -189,3 +189,39 @@ def test_many_tiles_per_block_grouped_order(schedule, device):
     mm = TritonMatmul(library_algorithm("strassen"), TritonOptions(schedule=schedule, tiles=tiles))
     a, b = ints((89, 70), 2, torch.float32, device, 16), ints((70, 121), 2, torch.float32, device, 17)
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())
+
+
+def _unimodular(rng, n, bound):
+    M = np.eye(n, dtype=object)
+    for _ in range(4 * n):
+        i, j = rng.choice(n, 2, replace=False)
+        row = M[i] + int(rng.integers(-3, 4)) * M[j]
+        if max(abs(int(x)) for x in row) <= bound:
+            M[i] = row
+    return M
+
+
+FP32_EXACT = 2 ** 24  # every integer of magnitude <= 2**24 is exact in fp32
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("base", ["strassen", "laderman", "alphatensor-3x3x3"])
+def test_basis_changed_algorithms_bit_exact_fp32(base, schedule, device, alphatensor_real):
+    """Algorithms far from ±1 (a random unimodular change of basis): the integral CSE keeps every
+    stored value an integer, so fp32 is bit-exact on small integers while every stored value stays
+    below 2**24 (checked with ``stored_bound``). With the rational temporaries CSE used to write
+    (2/3, 5/12, ...) the same kernels were off by up to 4e-2 here."""
+    from compiler import change_basis
+    f = (next(g for g in alphatensor_real if g.shape == (3, 3, 3)) if base.startswith("alphatensor")
+         else library_algorithm(base))
+    rng = np.random.default_rng(7)
+    n, m, p = f.shape
+    for bound in (6, 4, 3, 2):  # the largest change of basis whose values fp32 holds exactly
+        g = change_basis(f, _unimodular(rng, n, bound), _unimodular(rng, m, bound), _unimodular(rng, p, bound))
+        if stored_bound(g, 1, 29, 1) <= FP32_EXACT:
+            break
+    assert stored_bound(g, 1, 29, 1) <= FP32_EXACT
+    assert max(abs(Fraction(x)) for M in (g.U, g.V, g.W) for x in np.asarray(M).ravel()) > 1
+    mm = TritonMatmul(g, TritonOptions(schedule=schedule, levels=1, tiles=SMALL))
+    a, b = ints((37, 29), 1, torch.float32, device, 3), ints((29, 41), 1, torch.float32, device, 4)
+    assert torch.equal(mm(a, b).double(), a.double() @ b.double())
