@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from compiler.algebra.library import library_algorithm
+from _exactness import stored_bound
 from kernels.triton_backend import SCHEDULES, CombineTile, GemmTile, TileConfig, TritonMatmul, TritonOptions
 
 # One 32x32 tile covers a whole block at these sizes: the interpreter pays per program instance,
@@ -24,23 +25,6 @@ ALGORITHMS = ("strassen", "winograd", "laderman", "winograd2")  # winograd2 = <4
 # odd, mutually different M, K, N so that every block grid has ragged last blocks
 SHAPES = ((37, 29, 41), (33, 47, 31), (45, 35, 27))
 FP16_EXACT = 2048  # every integer of magnitude <= 2**11 is exact in fp16
-
-
-def _colnorm(a) -> int:
-    """Largest column L1 norm of an exact integer factor matrix."""
-    return int(max(sum(abs(Fraction(x)) for x in col) for col in np.asarray(a).T))
-
-
-def stored_bound(f, levels: int, K: int, e: int) -> int:
-    """Largest magnitude any stored intermediate can reach with |entries| <= e (operands, products, outputs).
-
-    A level-l operand sums at most colnorm(U)^l inputs; a product at depth l has inner size
-    ceil(K / m^l); everything the kernels add in registers is fp32 (exact below 2**24), so only the
-    values written to memory in the input dtype must be exactly representable.
-    """
-    cu, cv = _colnorm(f.U), _colnorm(f.V)
-    m = f.shape[1]
-    return max(math.ceil(K / m ** l) * e * e * (cu * cv) ** l for l in range(levels + 1))
 
 
 def ints(shape, e, dtype, device, seed):
@@ -205,23 +189,26 @@ FP32_EXACT = 2 ** 24  # every integer of magnitude <= 2**24 is exact in fp32
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-@pytest.mark.parametrize("base", ["strassen", "laderman", "alphatensor-3x3x3"])
+@pytest.mark.parametrize("base", ["laderman", "2x2x2", "3x3x3", "2x3x4", "4x4x4", "3x4x5"])
 def test_basis_changed_algorithms_bit_exact_fp32(base, schedule, device, alphatensor_real):
-    """Algorithms far from ±1 (a random unimodular change of basis): the integral CSE keeps every
+    """Algorithms far from ±1 (a random unimodular change of basis of Laderman's and AlphaTensor's
+    <2,2,2;7>, <3,3,3;23>, <2,3,4;20>, <4,4,4;49>, <3,4,5;47>): the integral CSE keeps every
     stored value an integer, so fp32 is bit-exact on small integers while every stored value stays
     below 2**24 (checked with ``stored_bound``). With the rational temporaries CSE used to write
     (2/3, 5/12, ...) the same kernels were off by up to 4e-2 here."""
     from compiler import change_basis
-    f = (next(g for g in alphatensor_real if g.shape == (3, 3, 3)) if base.startswith("alphatensor")
-         else library_algorithm(base))
+    shape = tuple(int(d) for d in base.split("x")) if "x" in base else None
+    f = next(g for g in alphatensor_real if g.shape == shape) if shape else library_algorithm(base)
     rng = np.random.default_rng(7)
     n, m, p = f.shape
+    K = 2 * m + 1
     for bound in (6, 4, 3, 2):  # the largest change of basis whose values fp32 holds exactly
         g = change_basis(f, _unimodular(rng, n, bound), _unimodular(rng, m, bound), _unimodular(rng, p, bound))
-        if stored_bound(g, 1, 29, 1) <= FP32_EXACT:
+        if stored_bound(g, 1, K, 1, outputs=True) <= FP32_EXACT:
             break
-    assert stored_bound(g, 1, 29, 1) <= FP32_EXACT
+    assert stored_bound(g, 1, K, 1, outputs=True) <= FP32_EXACT
     assert max(abs(Fraction(x)) for M in (g.U, g.V, g.W) for x in np.asarray(M).ravel()) > 1
     mm = TritonMatmul(g, TritonOptions(schedule=schedule, levels=1, tiles=SMALL))
-    a, b = ints((37, 29), 1, torch.float32, device, 3), ints((29, 41), 1, torch.float32, device, 4)
+    M, N = 2 * n + 1, 2 * p + 3
+    a, b = ints((M, K), 1, torch.float32, device, 3), ints((K, N), 1, torch.float32, device, 4)
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())
