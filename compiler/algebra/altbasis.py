@@ -28,7 +28,9 @@ reconstructed U, V, W equal the algorithm's factors entry for entry, and that al
 valid factorization of the matmul tensor (Brent equations in exact arithmetic).
 
 Public API: ``AltBasis``, ``sparsify(f, support=3)``, ``additions(f)``, ``load_altbasis(path)``,
-``save_altbasis(path, items)``.
+``save_altbasis(path, items)``; ``python -m compiler.algebra.altbasis factors/*.npz --out
+factors/altbasis.json`` regenerates the stored results (every integer algorithm of the repository's
+own factor files whose core is sparser than its standard basis; AlphaTensor's are not stored).
 """
 
 from __future__ import annotations
@@ -281,7 +283,7 @@ def save_altbasis(path: str | Path, items: list[AltBasis]) -> None:
          "Uc": _enc(a.Uc), "Vc": _enc(a.Vc), "Wc": _enc(a.Wc), "summary": {
              k: v for k, v in a.summary().items() if k in ("plain", "core", "transforms", "integral")}}
         for a in items]}
-    text = json.dumps(doc, indent=1)
+    text = json.dumps(doc, separators=(",", ":"))  # compact: the matrices are most of it
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
@@ -301,3 +303,41 @@ def load_altbasis(path: str | Path) -> list[AltBasis]:
                           Provenance.from_dict(d.get("algorithm_provenance")))
         out.append(AltBasis(f, phi, psi, ups, Uc, Vc, Wc, Provenance.from_dict(d.get("provenance"))).verify())
     return out
+
+
+def _is_alphatensor(f: Factorization) -> bool:
+    """AlphaTensor's published factors (CC-BY, DeepMind) are read from their files, never stored here."""
+    text = " ".join(str(v) for v in f.provenance.to_dict().values()) + " " + f.label()
+    return "alphatensor" in text.lower() or "deepmind" in text.lower()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m compiler.algebra.altbasis FILE... --out OUT.json``: the sparsest alternative basis
+    of every integer entry of the factor files (AlphaTensor-derived entries are skipped: they are
+    read from AlphaTensor's own files, not stored), proven exactly, with a table of additions."""
+    import argparse
+    from compiler.algebra.formats import load
+    ap = argparse.ArgumentParser(prog="python -m compiler.algebra.altbasis", description=main.__doc__)
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    items, seen = [], set()
+    for path in args.files:
+        for f in load(path):
+            if f.field != "Q" or not f.is_integral or _is_alphatensor(f) or f.digest in seen:
+                continue
+            seen.add(f.digest)
+            alt = sparsify(f)
+            s = alt.summary()
+            if s["core"] >= s["plain"]:
+                continue  # the standard basis is already the sparsest found (naive algorithms)
+            print(f"{f.label():52s} {s['shape']} rank {s['rank']:3d}: plain {s['plain']:4d} -> core {s['core']:4d}"
+                  f" + transforms {s['transforms']:3d}{'' if s['integral'] else ' (rational)'}")
+            items.append(alt)
+    save_altbasis(args.out, items)
+    print(f"{len(items)} alternative-basis algorithms written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
