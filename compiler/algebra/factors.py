@@ -371,14 +371,6 @@ class Factorization:
                 "it does not compute a real matrix product")
         return self
 
-    # -- constructions (see compiler.algebra.constructions) ------------------------------------------
-    def kron(self, other: "Factorization") -> "Factorization":
-        from compiler.algebra.constructions import kron
-        return kron(self, other)
-
-    def __matmul__(self, other: "Factorization") -> "Factorization":
-        return self.kron(other)
-
 
 def naive(n: int, m: int, p: int) -> Factorization:
     """The classical algorithm: one product a[i,j]·b[j,k] per (i,j,k), rank n·m·p."""
