@@ -161,6 +161,9 @@ def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT
     return _decide_forced(problem, config, algorithm, levels, backend)
 
 
+set_auto_planner(decide_for)
+
+
 @functools.lru_cache(maxsize=1024)
 def _decide_forced(problem: Problem, config: PlannerConfig, algorithm, levels, backend) -> Decision:
     return decide(problem, config, algorithm, levels, backend)

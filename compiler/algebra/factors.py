@@ -1,6 +1,6 @@
 """The factorization type, the matmul tensor and exact verification (algebra layer: numpy only).
 
-The one convention (see DESIGN.md): ``c = a @ b`` with ``a`` n×m, ``b`` m×p, ``c`` n×p,
+The one convention (README, "What U, V, W mean"): ``c = a @ b`` with ``a`` n×m, ``b`` m×p, ``c`` n×p,
 blocks indexed row-major.
 
 - ``U`` has shape (n·m, R): column r says which combination of a-blocks enters product r.
