@@ -1,4 +1,4 @@
-"""The import contract: nothing imports upward (README, "Layout").
+"""The import contract: nothing imports upward.
 
 Layers, lowest first: compiler (inside it: algebra < ir < codegen), kernels, fastmm (the
 runtime), bench and search. Every ``import``/``from ... import`` in every module of the
