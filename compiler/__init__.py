@@ -16,7 +16,7 @@ __all__ = [
     "save", "transpose",
 ]
 
-# compiler layer (issue #3): IR, lowering, CSE, schedules; ``compile`` is imported lazily (torch)
+# compiler layer: IR, lowering, CSE, schedules, then code generation and ``compile``
 from compiler.ir.cse import cse_program  # noqa: E402
 from compiler.ir.program import IRError, Node, Program  # noqa: E402
 from compiler.ir.lower import lower, lower_levels  # noqa: E402

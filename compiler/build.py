@@ -22,7 +22,7 @@ build in under a minute; ``high`` lifts the bounds (minutes). Every run is seede
 same output.
 
 Exit status: 0 when everything real was built (mod-2 schemes are skipped with the reason), 1 when
-an entry was invalid or a backend is not implemented yet (said on stderr), 2 on bad input (a
+an entry was invalid or a backend could not emit it (said on stderr), 2 on bad input (a
 one-line error).
 """
 

@@ -5,11 +5,10 @@
 - ``tune(a, b)``: measure the candidates and cache the winner (or set ``FASTMM_AUTOTUNE=1``).
 """
 
-__version__ = "0.1.0"
-
-from fastmm.planner import DEFAULT_CONFIG, PlannerConfig  # noqa: E402
-from fastmm.plans import Plan, TileConfig  # noqa: E402
-from fastmm.runtime import Explanation, TuneResult, explain, matmul, tune  # noqa: E402
+from fastmm._version import __version__
+from fastmm.planner import DEFAULT_CONFIG, PlannerConfig
+from fastmm.plans import Plan, TileConfig
+from fastmm.runtime import Explanation, TuneResult, explain, matmul, tune
 
 __all__ = ["DEFAULT_CONFIG", "Explanation", "Plan", "PlannerConfig", "TileConfig", "TuneResult", "explain",
            "matmul", "tune", "__version__"]

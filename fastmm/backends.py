@@ -1,10 +1,10 @@
 """The runtime's view of the compiler's backends: which can run here, and how to build one.
 
 The compiler owns the one registry of backends (``compiler.codegen.backends``); each entry says which
-devices and dtypes it supports. This module only asks it, so a backend registered later
-(Triton, CUDA: issue #4) shows up in the planner without a change here. GPU plugin modules are
-only imported for GPU devices: importing Triton costs seconds and gives nothing on a CPU.
-Built executors are memoised per plan (the compiler also caches generated modules).
+devices and dtypes it supports. This module only asks it, so any registered backend shows up in the
+planner without a change here. ``kernels`` registers the Triton and CUDA backends when imported
+(Triton itself is imported only when a kernel is built). Built executors are memoised per plan
+(the compiler also caches generated modules).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Callable
 
 import torch
 
+import kernels  # noqa: F401  (registers the Triton and CUDA backends)
 from compiler.algebra.factors import Factorization
+from compiler.codegen.backends import BackendNotImplemented, get_backend, registered_names
+from compiler.codegen.pipeline import compile as compile_
 
 Executor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -22,7 +25,6 @@ Executor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @functools.lru_cache(maxsize=1)
 def unavailable_reason() -> str | None:
     try:
-        from compiler.codegen.backends import get_backend
         get_backend("torch")
     except Exception as exc:  # noqa: BLE001 - any failure means: no fast plans, torch.matmul only
         return f"the compiler's torch backend is not available ({type(exc).__name__}: {exc})"
@@ -34,12 +36,9 @@ def available(device_type: str, dtype: torch.dtype) -> tuple[str, ...]:
     """Names of the compiler backends that can run ``dtype`` products on ``device_type``."""
     if unavailable_reason() is not None:
         return ()
-    from compiler.codegen.backends import PLUGIN_MODULES, BackendNotImplemented, backend_names, get_backend
     dname = str(dtype).replace("torch.", "")
     names = []
-    for name in backend_names():
-        if device_type == "cpu" and name in PLUGIN_MODULES:
-            continue                      # GPU plugins: not imported on CPU (see module docstring)
+    for name in registered_names():
         try:
             be = get_backend(name)
         except (BackendNotImplemented, ImportError):
@@ -66,7 +65,6 @@ def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool
     precision mode, ``uses_tf32``). The torch backend's leaves are torch.matmul and follow torch's
     setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly.
     """
-    from compiler.codegen.pipeline import compile as compile_
     options = {"schedule": schedule, "cutoff": 1} if backend == "torch" else {"schedule": schedule}
     if backend == "triton":
         options["tf32"] = tf32

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from fastmm._version import __version__
+from fastmm.planner import resolve_algorithm
 from fastmm.plans import Plan
 
 FORMAT = 1
@@ -64,7 +66,6 @@ class CacheKey:
 
     @classmethod
     def of(cls, problem) -> "CacheKey":
-        from fastmm import __version__
         tv, trv, cv = _versions()
         shape_a = (problem.batch, problem.n, problem.k) if problem.batch > 1 else (problem.n, problem.k)
         shape_b = (problem.batch, problem.k, problem.p) if problem.batch > 1 else (problem.k, problem.p)
@@ -109,7 +110,6 @@ class TuningCache:
         plan = self.get(CacheKey.of(problem))
         if plan is None or plan.is_vendor:
             return plan
-        from fastmm.planner import resolve_algorithm
         try:
             f = resolve_algorithm(plan.algorithm)
         except Exception as exc:  # noqa: BLE001 - the algorithm left the library: retune

@@ -14,6 +14,8 @@ values land exactly where torch.matmul puts them. The check is one sum per opera
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from fastmm import backends
@@ -21,6 +23,14 @@ from fastmm.plans import TORCH_MATMUL, VENDOR, Plan
 
 AUTO = "auto"
 _PLANS: dict[str, Plan] = {VENDOR: TORCH_MATMUL}
+# how "auto" plans: fastmm.runtime installs its decide_for at import (the runtime imports this
+# module, so this module cannot import the runtime)
+_AUTO_PLANNER: list[Callable[..., object]] = []
+
+
+def set_auto_planner(decide_for: Callable[..., object]) -> None:
+    """Install ``decide_for(a, b, algorithm=, levels=, backend=) -> Decision`` for ``"auto"`` keys."""
+    _AUTO_PLANNER[:] = [decide_for]
 
 
 def register_plan(plan: Plan) -> str:
@@ -63,7 +73,9 @@ def auto_key(algorithm: str | None = None, levels: int | None = None, backend: s
 
 def _resolve(plan_key: str, a: torch.Tensor, b: torch.Tensor) -> Plan:
     if plan_key == AUTO or plan_key.startswith(AUTO + ":"):
-        from fastmm.runtime import decide_for
+        if not _AUTO_PLANNER:
+            raise RuntimeError("fastmm::mm: 'auto' plans need the runtime; import fastmm")
+        decide_for = _AUTO_PLANNER[0]
         rest = plan_key[len(AUTO) + 1:]
         algorithm, levels, backend = rest.rsplit(":", 2) if rest else ("", "", "")   # paths may hold ':'
         return decide_for(a, b, algorithm=algorithm or None, levels=int(levels) if levels else None,

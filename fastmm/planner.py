@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from compiler.algebra.factors import Factorization
+from compiler.algebra.formats import load
+from compiler.algebra.library import library_algorithm
 from fastmm import accuracy, backends
 from fastmm.cost import DeviceCost, default_cost, plan_time
 from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
@@ -112,7 +114,6 @@ class Decision:
 
 @functools.lru_cache(maxsize=64)
 def _library(name: str) -> Factorization:
-    from compiler.algebra.library import library_algorithm
     return library_algorithm(name)
 
 
@@ -122,7 +123,6 @@ def resolve_algorithm(algorithm) -> Factorization:
         return algorithm.require_real()
     text = os.fspath(algorithm)
     if os.path.exists(text):
-        from compiler.algebra.formats import load
         found = load(text)
         if not found:
             raise ValueError(f"{text}: no factorization in file")

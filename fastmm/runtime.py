@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from fastmm import cache as cache_mod
-from fastmm.ops import auto_key, execute, register_plan
+from fastmm.ops import auto_key, execute, register_plan, set_auto_planner
 from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, Decision, PlannerConfig, Problem, Scored, decide,
                             precision_mode, rank)
 from fastmm.plans import TORCH_MATMUL, Plan
@@ -159,6 +159,9 @@ def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT
     if isinstance(algorithm, os.PathLike):
         algorithm = os.fspath(algorithm)
     return _decide_forced(problem, config, algorithm, levels, backend)
+
+
+set_auto_planner(decide_for)
 
 
 @functools.lru_cache(maxsize=1024)

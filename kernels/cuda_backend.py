@@ -22,6 +22,7 @@ import torch
 from compiler.codegen.emit_cuda import emit, kernel_names
 from compiler.codegen.emit_triton import EmittedSource
 from compiler.algebra.factors import Factorization
+from compiler.codegen.backends import Backend, register_backend
 from kernels.operands import batched_operands
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
@@ -146,15 +147,11 @@ def _emit_files(f: Factorization, levels: int = 1, source: str = "", **_ignored)
     return [emit(f, dtype, factor_file=source) for dtype in DTYPE_NAMES.values()]
 
 
-def _register() -> None:
-    from compiler.codegen.backends import Backend, register_backend
-    register_backend(Backend(
-        "cuda", "generated CUDA C combination kernels compiled with CuPy/NVRTC, cuBLAS leaf products "
-                "(streaming schedule); CUDA GPUs",
-        _emit_files, cuda_matmul, devices=("cuda",), dtypes=tuple(DTYPE_NAMES.values()), options=()))
-
-
-_register()
+#: the registry's entry (pyproject ``[project.entry-points."fastmm.backends"]`` points here)
+BACKEND = register_backend(Backend(
+    "cuda", "generated CUDA C combination kernels compiled with CuPy/NVRTC, cuBLAS leaf products "
+            "(streaming schedule); CUDA GPUs",
+    _emit_files, cuda_matmul, devices=("cuda",), dtypes=tuple(DTYPE_NAMES.values()), options=()))
 
 
 __all__ = ["CudaLevel", "CudaMatmul", "CudaOptions", "cuda_matmul", "level_kernels", "nvrtc_options"]

@@ -40,6 +40,7 @@ import torch
 from compiler.algebra.constructions import kron
 from compiler.codegen.emit_triton import EmittedSource, emit
 from compiler.algebra.factors import Factorization
+from compiler.codegen.backends import Backend, register_backend
 from kernels.operands import batched_operands
 from kernels.timing import median_ms
 
@@ -306,18 +307,14 @@ def _emit_files(f: Factorization, levels: int = 1, source: str = "", flatten: bo
     return [emit(g, factor_file=source)]
 
 
-def _register() -> None:
-    from compiler.codegen.backends import Backend, register_backend
-    register_backend(Backend(
-        "triton", "generated Triton kernels: streaming combinations, output combination, product GEMM with "
-                  "operand sums in its loads, fused GEMM with the w*acc epilogue (schedules streaming | "
-                  "fused_operands | fused); CUDA GPUs, or CPU under TRITON_INTERPRET=1",
-        _emit_files, triton_matmul, devices=("cuda", "cpu-interpreter"),
-        dtypes=("float32", "float16", "bfloat16", "float64"),
-        options=("schedule", "flatten", "tf32", "tiles", "candidates")))
-
-
-_register()
+#: the registry's entry (pyproject ``[project.entry-points."fastmm.backends"]`` points here)
+BACKEND = register_backend(Backend(
+    "triton", "generated Triton kernels: streaming combinations, output combination, product GEMM with "
+              "operand sums in its loads, fused GEMM with the w*acc epilogue (schedules streaming | "
+              "fused_operands | fused); CUDA GPUs, or CPU under TRITON_INTERPRET=1",
+    _emit_files, triton_matmul, devices=("cuda", "cpu-interpreter"),
+    dtypes=("float32", "float16", "bfloat16", "float64"),
+    options=("schedule", "flatten", "tf32", "tiles", "candidates")))
 
 
 __all__ = ["CANDIDATES", "CombineTile", "GemmTile", "SCHEDULES", "TileConfig", "TritonLevel", "TritonMatmul",

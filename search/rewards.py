@@ -1,7 +1,7 @@
 """Reward plugins: the terminal reward of a finished factorization (HIGHER IS BETTER).
 
-One small interface, shared by every search method (the RL agent of issue #6, the flip-graph
-search of issue #7)::
+One small interface, shared by every search method (the RL agent ``search.rl``, the flip-graph
+search ``search.flips``)::
 
     class Reward(Protocol):
         name: str
@@ -85,7 +85,7 @@ class AdditionsReward:
         try:
             cse = importlib.import_module("compiler.ir.cse")
         except ImportError as e:
-            raise RewardError("the 'additions' reward needs compiler.ir.cse (issue #3, the compiler's CSE), "
+            raise RewardError("the 'additions' reward needs compiler.ir.cse (the compiler's CSE), "
                               f"which is not importable here: {e}") from e
         names = (self.counter,) if self.counter else self._COUNTER_NAMES
         for nm in names:

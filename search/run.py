@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rl_cli = importlib.import_module("search.rl.cli")
         except ImportError as e:
-            raise SystemExit(f"--method rl needs the RL agent (search.rl.cli, issue #6), which cannot be imported "
+            raise SystemExit(f"--method rl needs the RL agent (search.rl.cli), which cannot be imported "
                              f"here: {e}") from e
         rl_cli.add_arguments(ap)
         return int(rl_cli.run(ap.parse_args(argv)) or 0)

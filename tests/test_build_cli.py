@@ -70,16 +70,19 @@ def test_mod2_entries_are_skipped_with_the_reason(alphatensor_dir, tmp_path, cap
     assert not list(tmp_path.iterdir())
 
 
-def test_backends_not_implemented_say_so(tmp_path, capsys):
-    from compiler.codegen.backends import BackendNotImplemented, get_backend
-    try:
-        get_backend("cuda")
-        pytest.skip("the cuda backend is registered (issue #4)")
-    except BackendNotImplemented:
-        pass
-    code = main([str(REPO / "factors" / "2x2x2.npz"), "--backend", "cuda", "--out", str(tmp_path), "--json"])
+def test_a_backend_that_cannot_emit_says_so(tmp_path, capsys, monkeypatch):
+    """A registered backend whose emit refuses: exit 1, the reason on stderr, no traceback."""
+    from compiler.codegen import backends
+
+    def refuse(f, **_options):
+        raise backends.BackendNotImplemented("this backend emits nothing on this machine")
+
+    monkeypatch.setitem(backends._REGISTRY, "refusing", backends.Backend("refusing", "test double", refuse))
+    code = main([str(REPO / "factors" / "2x2x2.npz"), "--backend", "refusing", "--out", str(tmp_path),
+                 "--json", "--jobs", "1"])
     assert code == 1
-    assert "not implemented yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "refusing: this backend emits nothing on this machine" in err and "Traceback" not in err
 
 
 def test_alphatensor_one_entry_by_shape(alphatensor_dir, tmp_path):

@@ -191,11 +191,10 @@ def test_autotune_env_tunes_on_miss(cache_dir, monkeypatch, capsys):
 def test_triton_plans_follow_torch_fp32_precision(monkeypatch):
     """The Triton backend's own tl.dot must use TF32 exactly when torch.matmul would (the torch
     backend's leaves are torch.matmul and follow torch's setting by themselves)."""
-    import compiler.codegen.pipeline
     from compiler.algebra.library import library_algorithm
     from fastmm import backends
     seen = []
-    monkeypatch.setattr(compiler.codegen.pipeline, "compile", lambda f, backend, levels, **options: seen.append(options))
+    monkeypatch.setattr(backends, "compile_", lambda f, backend, levels, **options: seen.append(options))
     f = library_algorithm("strassen")
     backends.build.cache_clear()
     backends.build(f, 1, "triton", "streaming", True)

@@ -102,7 +102,6 @@ def test_runtime_reward_survives_hanging_kernel():
 
 
 def test_runtime_reward_with_the_compilers_torch_backend():
-    pytest.importorskip("compiler.codegen.pipeline", reason="the compiler's pipeline (issue #3) is not here")
     r = RuntimeReward(RuntimeConfig(backend="torch", **FAST), timeout_s=120)
     v = r(STRASSEN)
     assert v < 0 and v != r.failure_reward, r.last_error

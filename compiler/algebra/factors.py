@@ -1,6 +1,6 @@
 """The factorization type, the matmul tensor and exact verification (algebra layer: numpy only).
 
-The one convention (see DESIGN.md): ``c = a @ b`` with ``a`` n×m, ``b`` m×p, ``c`` n×p,
+The one convention (README, "What U, V, W mean"): ``c = a @ b`` with ``a`` n×m, ``b`` m×p, ``c`` n×p,
 blocks indexed row-major.
 
 - ``U`` has shape (n·m, R): column r says which combination of a-blocks enters product r.
@@ -370,14 +370,6 @@ class Factorization:
                 f"{self.label()} {self.shape_str} rank {self.rank} is valid only modulo 2 (field Z2); "
                 "it does not compute a real matrix product")
         return self
-
-    # -- constructions (see compiler.algebra.constructions) ------------------------------------------
-    def kron(self, other: "Factorization") -> "Factorization":
-        from compiler.algebra.constructions import kron
-        return kron(self, other)
-
-    def __matmul__(self, other: "Factorization") -> "Factorization":
-        return self.kron(other)
 
 
 def naive(n: int, m: int, p: int) -> Factorization:

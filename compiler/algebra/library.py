@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+import sysconfig
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from compiler.algebra.constructions import direct_sum, kron
 from compiler.algebra.factors import Factorization, FactorizationError, Provenance, naive
+from compiler.algebra.formats import load, save
 
 _TERM = re.compile(r"\s*([+-]?)\s*(?:(\d+(?:/\d+)?)\s*\*?\s*)?([abcmM])(\d+)\s*")
 
@@ -191,13 +193,11 @@ def factors_dir() -> Path:
     here = Path(__file__).resolve().parents[2] / "factors"
     if here.is_dir():
         return here
-    import sysconfig
     return Path(sysconfig.get_paths()["data"]) / "share" / "fastmm" / "factors"
 
 
 def library_algorithm(name: str) -> Factorization:
     """A library algorithm by short name ('strassen'), full name, or shape ('3x3x3': the lowest rank)."""
-    from compiler.algebra.formats import load
     key = ALIASES.get(name.lower(), name)
     d = factors_dir()
     files = sorted(d.glob("*.npz"))
@@ -212,7 +212,6 @@ def library_algorithm(name: str) -> Factorization:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compiler.algebra.formats import save
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else factors_dir())
     out.mkdir(parents=True, exist_ok=True)

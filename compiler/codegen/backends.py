@@ -1,30 +1,36 @@
 """The one registry of code-generation backends.
 
 A ``Backend`` says what it is (``name``, ``description``, ``devices``, ``dtypes``) and how to
-``emit(f, levels=..., **options) -> list[file]`` (objects with ``.filename``, ``.text`` and
-``.write(folder) -> Path``) and, optionally, how to ``make_callable(f, levels=..., **options)``,
-returning ``(a, b) -> a @ b``.
+``emit(f, levels=..., **options) -> list[GeneratedSource]`` and, optionally, how to
+``make_callable(f, levels=..., **options)``, returning ``(a, b) -> a @ b``.
 
 Public API: ``Backend``, ``register_backend(backend)``, ``get_backend(name)``, ``backend_names()``,
-``BackendNotImplemented``.
+``registered_names()``, ``BackendNotImplemented``.
 
-The torch backend is registered here. Other backends register themselves from their own modules
-(issue #4: Triton and CUDA): ``get_backend("triton")`` first imports the modules listed in
-``PLUGIN_MODULES["triton"]`` (each may call ``register_backend`` at import); if none registers
-the name, it raises ``BackendNotImplemented`` with a one-line reason instead of guessing.
+The compiler holds only the registry. The torch backend is registered by
+``compiler.codegen.pipeline``; the Triton and CUDA backends live in ``kernels`` and register
+themselves from there: through the ``fastmm.backends`` entry points of the installed package
+(``name = "module:BACKEND"``, loaded by ``get_backend`` on first use), and at import of their
+modules (``fastmm`` imports ``kernels``). In a source checkout whose installed metadata lacks the
+entry points, the same table is read from the checkout's ``pyproject.toml``. A name that no one
+registers raises ``BackendNotImplemented`` with a one-line reason instead of guessing.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from compiler.algebra.factors import Factorization
+ENTRY_POINT_GROUP = "fastmm.backends"
 
 
 class BackendNotImplemented(NotImplementedError):
-    """A backend that is known by name but not (yet) available here."""
+    """A backend that is known by name but not available here."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +46,6 @@ class Backend:
 
 _REGISTRY: dict[str, Backend] = {}
 
-#: modules that register a backend when imported (the GPU backends live in their own files)
-PLUGIN_MODULES: dict[str, tuple[str, ...]] = {
-    "triton": ("compiler.codegen.emit_triton", "kernels.triton_backend"),
-    "cuda": ("compiler.codegen.emit_cuda", "kernels.cuda_backend"),
-}
-KNOWN = ("torch", "triton", "cuda")
-
 
 def register_backend(backend: Backend) -> Backend:
     """Add (or replace) a backend under ``backend.name``."""
@@ -54,41 +53,50 @@ def register_backend(backend: Backend) -> Backend:
     return backend
 
 
+@functools.lru_cache(maxsize=1)
+def entry_points() -> dict[str, str]:
+    """``{name: "module:attribute"}`` of the declared backends (installed metadata, else pyproject.toml)."""
+    found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if found:
+        return found
+    # a source checkout without (current) install metadata: the repository root is two levels above
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        table = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {})
+        return dict(table.get(ENTRY_POINT_GROUP, {}))
+    return {}
+
+
+def registered_names() -> tuple[str, ...]:
+    """Backends registered in this process so far (loads nothing)."""
+    return tuple(_REGISTRY)
+
+
 def backend_names() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(KNOWN + tuple(_REGISTRY)))
+    """Registered backends, then those declared by entry points but not loaded yet."""
+    return tuple(dict.fromkeys(tuple(_REGISTRY) + tuple(entry_points())))
+
+
+def _load(name: str, value: str) -> None:
+    module, _, attr = value.partition(":")
+    obj = importlib.import_module(module)      # the module may register itself at import
+    if attr:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, Backend):
+            register_backend(obj)
 
 
 def get_backend(name: str) -> Backend:
     if name in _REGISTRY:
         return _REGISTRY[name]
-    errors = []
-    for mod in PLUGIN_MODULES.get(name, ()):
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            errors.append(f"{mod}: {e}")
-        if name in _REGISTRY:
-            return _REGISTRY[name]
-    if name in PLUGIN_MODULES:
-        raise BackendNotImplemented(
-            f"the {name} backend is not implemented yet (issue #4 registers it with "
-            f"compiler.codegen.backends.register_backend); nothing registered it"
-            + (f" ({'; '.join(errors)})" if errors else ""))
-    raise BackendNotImplemented(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
-
-
-# -- the torch backend ------------------------------------------------------------------------------
-def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=None, **options) -> list[Any]:
-    from compiler.codegen.emit_torch import TorchConfig, emit
-    return [emit(f, TorchConfig(levels=levels, **options), source, prepared)]
-
-
-def _torch_callable(f: Factorization, levels: int = 1, **options) -> Callable:
-    from compiler.codegen.pipeline import compile_torch
-    return compile_torch(f, levels=levels, **options)
-
-
-register_backend(Backend(
-    "torch", "Python module of torch calls: BLAS/cuBLAS leaves (baddbmm), dynamic peeling, any device",
-    _torch_emit, _torch_callable, devices=("cpu", "cuda"), dtypes=("float32", "float64", "float16", "bfloat16"),
-    options=("cutoff", "schedule", "cse", "restarts", "cse_effort")))
+    declared = entry_points()
+    if name not in declared:
+        raise BackendNotImplemented(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
+    try:
+        _load(name, declared[name])
+    except ImportError as e:
+        raise BackendNotImplemented(f"the {name} backend ({declared[name]}) cannot be imported here: {e}") from e
+    if name not in _REGISTRY:
+        raise BackendNotImplemented(f"the {name} backend: {declared[name]} registered nothing under {name!r}")
+    return _REGISTRY[name]

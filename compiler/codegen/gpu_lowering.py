@@ -1,7 +1,7 @@
 """What the GPU emitters (Triton, CUDA) render: one level of a factorization as three combination stages.
 
 A bilinear algorithm <n,m,p;R> splits ``a`` into an n×m grid of blocks, ``b`` into m×p and ``c``
-into n×p (row-major block names, DESIGN.md). Every GPU kernel that fastmm emits is one of:
+into n×p (block names row-major, as everywhere in fastmm). Every GPU kernel that fastmm emits is one of:
 
 - a *combination* of the a-blocks into the R left operands ``S_r = Σ_j U[j,r]·a_j`` (likewise the
   b-blocks into ``T_r`` with V), reading each input block once;

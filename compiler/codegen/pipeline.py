@@ -21,6 +21,11 @@ from typing import Callable
 
 from compiler.algebra.factors import Factorization, FactorizationError
 from compiler.algebra.formats import load
+from compiler.algebra.library import library_algorithm
+from compiler.codegen.backends import Backend, BackendNotImplemented, get_backend, register_backend
+from compiler.codegen.emit_torch import TorchConfig, emit, prepare
+from compiler.codegen.emit_torch import load as load_module
+from compiler.ir.cse import DEFAULT_RESTARTS
 
 
 def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = None) -> Factorization:
@@ -34,7 +39,6 @@ def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = Non
             raise FactorizationError(f"{path} holds {len(fs)} factorizations; pass name= (one of "
                                      f"{', '.join(f.label() for f in fs[:8])}{', ...' if len(fs) > 8 else ''})")
         return fs[0]
-    from compiler.algebra.library import library_algorithm
     return library_algorithm(str(algorithm))
 
 
@@ -45,7 +49,6 @@ _MODULES: dict[tuple, tuple] = {}
 
 
 def _prepared(f: Factorization, schedule: str, cse: bool, restarts: int):
-    from compiler.codegen.emit_torch import TorchConfig, prepare
     key = (id(f), schedule, cse, restarts)
     hit = _PREPARED.get(key)
     if hit is None or hit[0] is not f:
@@ -56,8 +59,6 @@ def _prepared(f: Factorization, schedule: str, cse: bool, restarts: int):
 
 
 def _torch_module(f: Factorization, cutoff: int, schedule: str, cse: bool, restarts: int, levels: int):
-    from compiler.codegen.emit_torch import TorchConfig, emit
-    from compiler.codegen.emit_torch import load as load_module
     key = (id(f), cutoff, schedule, cse, restarts, levels)
     hit = _MODULES.get(key)
     if hit is None or hit[0] is not f:
@@ -70,7 +71,6 @@ def _torch_module(f: Factorization, cutoff: int, schedule: str, cse: bool, resta
 
 def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule: str = "materialized",
                   cse: bool = True, restarts: int | None = None) -> Callable:
-    from compiler.ir.cse import DEFAULT_RESTARTS
     f.require_real()
     mod, gen = _torch_module(f, cutoff, schedule, cse, DEFAULT_RESTARTS if restarts is None else restarts, levels)
 
@@ -89,10 +89,20 @@ def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule
 
 def compile(algorithm, backend: str = "torch", levels: int = 1, name: str | None = None, **options) -> Callable:
     """A callable ``(a, b) -> a @ b`` running ``algorithm`` on ``backend`` (see module docstring)."""
-    from compiler.codegen.backends import BackendNotImplemented, get_backend
     f = resolve(algorithm, name)
     f.require_real()
     be = get_backend(backend)
     if be.make_callable is None:
         raise BackendNotImplemented(f"the {backend} backend emits files but gives no callable")
     return be.make_callable(f, levels=levels, **options)
+
+
+# -- the torch backend (registered here: it needs the pipeline above, and the registry needs nothing) --
+def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=None, **options) -> list:
+    return [emit(f, TorchConfig(levels=levels, **options), source, prepared)]
+
+
+register_backend(Backend(
+    "torch", "Python module of torch calls: BLAS/cuBLAS leaves (baddbmm), dynamic peeling, any device",
+    _torch_emit, compile_torch, devices=("cpu", "cuda"), dtypes=("float32", "float64", "float16", "bfloat16"),
+    options=("cutoff", "schedule", "cse", "restarts", "cse_effort")))

@@ -415,11 +415,5 @@ def _sparse_tensor(U: np.ndarray, V: np.ndarray, W: np.ndarray) -> np.ndarray | 
     return t.astype(np.int64).reshape(U.shape[0], nb, nc)
 
 
-def from_factorization(f: Factorization) -> Program:
-    """The plain IR of one level (no sharing beyond hash-consing): see ``compiler.ir.lower``."""
-    from compiler.ir.lower import lower
-    return lower(f)
-
-
 __all__ = ["Additions", "IRError", "Node", "Program", "expand", "inp", "lin", "mul", "topo_order", "verify",
            "FactorizationError"]

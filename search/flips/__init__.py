@@ -1,4 +1,4 @@
-"""Flip-graph local search (issue #7): compiled random walks over Z2 and ternary schemes.
+"""Flip-graph local search: compiled random walks over Z2 and ternary schemes.
 
 - ``kernel``: the numba inner loop (flips, reductions, plus transitions) on bitmask terms.
 - ``encoding``: ``Factorization`` <-> bitmask terms.
