@@ -27,3 +27,17 @@ def stored_bound(f, levels: int, K: int, e: int, outputs: bool = False) -> int:
     cu, cv, cw = colnorm(f.U), colnorm(f.V), (colnorm(f.W) if outputs else 1)
     m = f.shape[1]
     return max(math.ceil(K / m ** l) * e * e * (cu * cv * cw) ** l for l in range(levels + 1))
+
+
+def random_unimodular(rng: np.random.Generator, n: int, bound: int, step: int = 5) -> np.ndarray:
+    """An integer n×n matrix of determinant 1 with entries in [-bound, bound]: 4n random row
+    operations M[i] += k·M[j] (|k| <= step), each kept only while no entry leaves the bound."""
+    M = np.eye(n, dtype=object)
+    for _ in range(4 * n):
+        if n == 1:
+            break
+        i, j = rng.choice(n, 2, replace=False)
+        row = M[i] + int(rng.integers(-step, step + 1)) * M[j]
+        if max(abs(int(x)) for x in row) <= bound:
+            M[i] = row
+    return M

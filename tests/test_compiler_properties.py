@@ -31,7 +31,7 @@ from compiler.algebra.library import library_algorithm
 from compiler.codegen import emit_torch
 from compiler.codegen.validate import ValidationError, check_torch_ops
 from compiler.ir.schedule import Combine, Ref, Term
-from _exactness import EXACT_INTEGERS, stored_bound
+from _exactness import EXACT_INTEGERS, random_unimodular, stored_bound
 
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -153,17 +153,7 @@ def test_integral_algorithms_get_integral_cse(bases, data):
 
 def _basis_changed(f, seed, bound=30):
     rng = np.random.default_rng(seed)
-
-    def unimod(n):
-        M = np.eye(n, dtype=object)
-        for _ in range(4 * n):
-            i, j = rng.choice(n, 2, replace=False)
-            row = M[i] + int(rng.integers(-5, 6)) * M[j]
-            if max(abs(int(x)) for x in row) <= bound:
-                M[i] = row
-        return M
-    n, m, p = f.shape
-    return change_basis(f, unimod(n), unimod(m), unimod(p))
+    return change_basis(f, *(random_unimodular(rng, d, bound) for d in f.shape))
 
 
 FIVE = ((2, 2, 2), (3, 3, 3), (2, 3, 4), (4, 4, 4), (3, 4, 5))

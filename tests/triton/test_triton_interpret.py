@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from compiler.algebra.library import library_algorithm
-from _exactness import stored_bound
+from _exactness import colnorm, random_unimodular, stored_bound
 from kernels.triton_backend import SCHEDULES, CombineTile, GemmTile, TileConfig, TritonMatmul, TritonOptions
 
 # One 32x32 tile covers a whole block at these sizes: the interpreter pays per program instance,
@@ -119,7 +119,7 @@ def _normwise_error_bound(f, levels: int, K: int, u: float) -> float:
     # leaf GEMM's own rounding. For Strassen one level this is 4·2·2·4 = 64 u K, far below the O(1)
     # error any wrong coefficient or index would cause.
     cw = int(max(sum(abs(Fraction(x)) for x in row) for row in np.asarray(f.W)))
-    return 4 * ((_colnorm(f.U) * _colnorm(f.V) * cw) ** levels) * u * K
+    return 4 * ((colnorm(f.U) * colnorm(f.V) * cw) ** levels) * u * K
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -175,16 +175,6 @@ def test_many_tiles_per_block_grouped_order(schedule, device):
     assert torch.equal(mm(a, b).double(), a.double() @ b.double())
 
 
-def _unimodular(rng, n, bound):
-    M = np.eye(n, dtype=object)
-    for _ in range(4 * n):
-        i, j = rng.choice(n, 2, replace=False)
-        row = M[i] + int(rng.integers(-3, 4)) * M[j]
-        if max(abs(int(x)) for x in row) <= bound:
-            M[i] = row
-    return M
-
-
 FP32_EXACT = 2 ** 24  # every integer of magnitude <= 2**24 is exact in fp32
 
 
@@ -203,7 +193,7 @@ def test_basis_changed_algorithms_bit_exact_fp32(base, schedule, device, alphate
     n, m, p = f.shape
     K = 2 * m + 1
     for bound in (6, 4, 3, 2):  # the largest change of basis whose values fp32 holds exactly
-        g = change_basis(f, _unimodular(rng, n, bound), _unimodular(rng, m, bound), _unimodular(rng, p, bound))
+        g = change_basis(f, *(random_unimodular(rng, d, bound, step=3) for d in (n, m, p)))
         if stored_bound(g, 1, K, 1, outputs=True) <= FP32_EXACT:
             break
     assert stored_bound(g, 1, K, 1, outputs=True) <= FP32_EXACT
