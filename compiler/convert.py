@@ -1,10 +1,10 @@
 """``python -m compiler.convert IN OUT [--format FMT] [--key NAME] [--shape n,m,p]``: convert factors.
 
 Reads any format that ``compiler.algebra.formats.load`` knows (fastmm npz/JSON, AlphaTensor npz,
-arbenson/fast-matmul text, ternary_flip_graph text), proves every scheme exactly, and writes OUT in
-the format named by ``--format`` or by OUT's name (.npz fastmm, factorizations_*.npz / *alphatensor*.npz
-AlphaTensor, .json, .fmm fast-matmul, .txt flip-graph). A file of many schemes converts whole to a
-format that holds many; ``--key`` picks one (its name, or its shape '4,4,4' as AlphaTensor keys them),
+arbenson/fast-matmul text, ternary_flip_graph text, the fmm.univ-lille.fr catalogue's Maple tensor
+files), proves every scheme exactly, and writes OUT in the format named by ``--format`` or by OUT's
+name (.npz fastmm, factorizations_*.npz / *alphatensor*.npz AlphaTensor, .json, .fmm fast-matmul,
+.txt flip-graph, .mpl FMM catalogue). A file of many schemes converts whole to a format that holds many; ``--key`` picks one (its name, or its shape '4,4,4' as AlphaTensor keys them),
 which the single-scheme text formats need. One line per scheme: name, shape, rank, nonzeros.
 Exit 0 on success, 1 if a scheme is invalid (nothing is written), 2 if a file cannot be read or written.
 """

@@ -13,14 +13,15 @@ import pytest
 from compiler.algebra.constructions import change_basis, kron
 from compiler.algebra.factors import naive
 from compiler.algebra.formats import FORMATS, FormatError, detect_format, load, save_as
-from compiler.algebra.formats_text import from_fast_matmul, from_flip_graph, to_fast_matmul, to_flip_graph
+from compiler.algebra.formats_text import (from_fast_matmul, from_flip_graph, from_fmm_maple, to_fast_matmul,
+                                           to_flip_graph, to_fmm_maple)
 from compiler.algebra.library import strassen
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHATENSOR = Path("/work/shared/data/alphatensor/factorizations_r.npz")
 # the file name that gives each format (AlphaTensor's layout is told from fastmm's npz by name)
 NAMES = {"fastmm-npz": "s.npz", "json": "s.json", "alphatensor-npz": "factorizations_r.npz",
-         "fast-matmul": "s.fmm", "flip-graph": "s.txt"}
+         "fast-matmul": "s.fmm", "flip-graph": "s.txt", "fmm-maple": "s.mpl"}
 
 
 def _dyadic():
@@ -60,7 +61,7 @@ def test_round_trip_every_format_exactly(tmp_path, fmt, scheme):
         assert Fraction(1, 2) in back.coefficients()
 
 
-@pytest.mark.parametrize("fmt", ["fastmm-npz", "json", "flip-graph"])
+@pytest.mark.parametrize("fmt", ["fastmm-npz", "json", "flip-graph", "fmm-maple"])
 def test_any_rational_round_trips_where_the_format_holds_it(tmp_path, fmt):
     f = _thirds()
     assert Fraction(1, 3) in f.coefficients()
@@ -77,7 +78,7 @@ def test_writer_refuses_what_its_format_cannot_hold(tmp_path, fmt, why):
 
 def test_chain_through_all_formats_comes_back(tmp_path):
     f = _dyadic()
-    order = ["fast-matmul", "flip-graph", "alphatensor-npz", "json", "fastmm-npz", "fast-matmul"]
+    order = ["fast-matmul", "flip-graph", "fmm-maple", "alphatensor-npz", "json", "fastmm-npz", "fast-matmul"]
     cur = f
     for i, fmt in enumerate(order):
         (cur,) = load(save_as(tmp_path / f"{i}_{NAMES[fmt]}", [cur]))
@@ -105,7 +106,19 @@ def test_flip_graph_layout_as_published():
     assert frac.verify() and Fraction(1, 4) in frac.coefficients()
 
 
+def test_fmm_maple_layout_as_published():
+    # hand-written in the layout of the fmm.univ-lille.fr tensor files: one Triad per product,
+    # c-coefficients as a p×n matrix. <1,1,2> rank 2: c[0,k] = a·b[0,k].
+    text = ("Tensor:=TriadSet([\nTriad([Matrix(1, 1, [[1]]), Matrix(1, 2, [[1,0]]), Matrix(2, 1, [[1],[0]])]),\n"
+            "Triad([Matrix(1, 1, [[1/2]]), Matrix(1, 2, [[0,2]]), Matrix(2, 1, [[0],[1]])])\n]):\n")
+    f = from_fmm_maple(text)
+    assert f.shape == (1, 1, 2) and f.verify() and Fraction(1, 2) in f.coefficients()
+    g = naive(2, 1, 3)  # the p×n third matrix: a transposed W would fail here
+    assert from_fmm_maple(to_fmm_maple(g)) == g
+
+
 @pytest.mark.parametrize("name,content,match", [
+    ("bad.mpl", b"Tensor:=TriadSet([Triad([Matrix(1, 1, [[1]])])]):", "whole Triads"),
     ("bad.npz", b"PK\x03\x04 truncated", "corrupt"),
     ("bad.json", b"{not json", "not valid JSON"),
     ("bad.fmm", b"# x\n1 0\n#\n1\n", "three blocks"),
@@ -159,6 +172,6 @@ def test_real_alphatensor_entry_through_every_format(tmp_path):
     assert f"rank {f.rank}" in r.stdout and "<3,4,5>" in r.stdout
     (cur,) = load(tmp_path / "at.txt")
     assert _same(cur, f)
-    for i, fmt in enumerate(["fast-matmul", "json", "alphatensor-npz", "fastmm-npz", "flip-graph"]):
+    for i, fmt in enumerate(["fast-matmul", "json", "fmm-maple", "alphatensor-npz", "fastmm-npz", "flip-graph"]):
         (cur,) = load(save_as(tmp_path / f"{i}_{NAMES[fmt]}", [cur]))
         assert _same(cur, f)

@@ -277,7 +277,7 @@ def _is_alphatensor_key(member: str) -> bool:
 
 # -- the door -------------------------------------------------------------------------------------
 # Formats by name; ``detect_format`` picks one from the suffix, then from the content.
-FORMATS = ("fastmm-npz", "json", "alphatensor-npz", "fast-matmul", "flip-graph")
+FORMATS = ("fastmm-npz", "json", "alphatensor-npz", "fast-matmul", "flip-graph", "fmm-maple")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -297,6 +297,8 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.suffix == ".json" or head.lstrip().startswith(b"{"):
         return "json"
     text = head.lstrip()
+    if path.suffix == ".mpl" or text.startswith(b"Tensor"):
+        return "fmm-maple"
     if text.startswith(b"#") or path.suffix == ".fmm":
         return "fast-matmul"
     first = text.split(b"\n", 1)[0].split()
@@ -314,7 +316,7 @@ def format_for_output(path: str | os.PathLike) -> str:
     low = path.name.lower()
     if path.suffix == ".npz":
         return "alphatensor-npz" if ("alphatensor" in low or low.startswith("factorizations_")) else "fastmm-npz"
-    by_suffix = {".json": "json", ".fmm": "fast-matmul", ".txt": "flip-graph"}
+    by_suffix = {".json": "json", ".fmm": "fast-matmul", ".txt": "flip-graph", ".mpl": "fmm-maple"}
     if path.suffix in by_suffix:
         return by_suffix[path.suffix]
     raise FormatError(f"{path}: cannot tell the format from the name; pass one of {', '.join(FORMATS)}")
@@ -330,11 +332,12 @@ def save_as(path: str | os.PathLike, factorizations: Iterable[Factorization], fm
         raise FormatError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if fmt == "alphatensor-npz":
         return save_alphatensor(path, fs)
-    if fmt in ("fast-matmul", "flip-graph"):
+    if fmt in ("fast-matmul", "flip-graph", "fmm-maple"):
         if len(fs) != 1:
             raise FormatError(f"{path}: the {fmt} format holds one scheme, got {len(fs)}; pick one with --key")
         try:
-            text = (ft.to_fast_matmul if fmt == "fast-matmul" else ft.to_flip_graph)(fs[0])
+            text = {"fast-matmul": ft.to_fast_matmul, "flip-graph": ft.to_flip_graph,
+                    "fmm-maple": ft.to_fmm_maple}[fmt](fs[0])
         except FactorizationError as e:
             raise FormatError(f"{path}: {e}") from None
         _atomic_write(path, lambda fh: fh.write(text.encode()))
@@ -362,7 +365,7 @@ def load(path: str | os.PathLike, name: str | None = None, fmt: str | None = Non
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise FormatError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    if fmt in ("fast-matmul", "flip-graph"):
+    if fmt in ("fast-matmul", "flip-graph", "fmm-maple"):
         try:
             text = path.read_text()
         except UnicodeDecodeError:
@@ -370,6 +373,8 @@ def load(path: str | os.PathLike, name: str | None = None, fmt: str | None = Non
         try:
             if fmt == "fast-matmul":
                 fs = [ft.from_fast_matmul(text, shape or ft.shape_from_fast_matmul_name(path.name), str(path))]
+            elif fmt == "fmm-maple":
+                fs = [ft.from_fmm_maple(text, str(path))]
             else:
                 fs = [ft.from_flip_graph(text, str(path))]
         except FactorizationError as e:

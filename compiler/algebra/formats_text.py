@@ -11,6 +11,8 @@
   and v ``k·n3+j`` (row-major), w ``j·n1+i``: their w belongs to the transposed product, like
   AlphaTensor's. Integer schemes hold one integer per coefficient; fractional schemes a
   ``numerator denominator`` pair per coefficient (told apart by the count of numbers).
+- fmm.univ-lille.fr catalogue Maple tensor files (``*_tensor.mpl``): ``Tensor:=TriadSet([Triad([...]), ...])``,
+  one Triad of three Matrix(rows, cols, [[...]]) per product; the third is p×n (transposed product).
 """
 
 from __future__ import annotations
@@ -159,3 +161,56 @@ def to_flip_graph(f: Factorization) -> str:
     for a in (f.U, f.V, w):
         out += [" ".join(cell(x) for x in col) for col in np.asarray(a).T.tolist()]
     return "\n".join(out) + "\n"
+
+
+# -- FMM catalogue (fmm.univ-lille.fr) Maple tensor -----------------------------------------------
+# ``Tensor:=TriadSet([Triad([Matrix(n, m, [[..],..]), Matrix(m, p, [..]), Matrix(p, n, [..])]), ...]):``
+# One Triad per product: the a- and b-coefficients as n×m and m×p matrices, the c-coefficients as a
+# p×n matrix (the transposed product again): W[i·p+k] = third[k][i]. Entries are integers or p/q.
+_MATRIX = re.compile(r"Matrix\(\s*(\d+)\s*,\s*(\d+)\s*,\s*\[(.*?)\]\s*\)", re.S)
+
+
+def _maple_matrix(hit: re.Match, where: str) -> list[list[Fraction]]:
+    rows, cols = int(hit.group(1)), int(hit.group(2))
+    body = re.findall(r"\[([^\[\]]*)\]", hit.group(3) + "]")
+    data = [[_exact(t.strip(), where) for t in r.split(",")] for r in body]
+    if len(data) != rows or any(len(r) != cols for r in data):
+        raise TextFormatError(f"{where}: a Matrix({rows}, {cols}, ...) does not hold {rows}×{cols} entries")
+    return data
+
+
+def from_fmm_maple(text: str, where: str = "<fmm-maple>") -> Factorization:
+    if "TriadSet" not in text:
+        raise TextFormatError(f"{where}: no 'TriadSet' (not an FMM catalogue tensor file)")
+    mats = [_maple_matrix(h, where) for h in _MATRIX.finditer(text)]
+    if not mats or len(mats) % 3:
+        raise TextFormatError(f"{where}: {len(mats)} matrices do not make whole Triads")
+    n, m, p = len(mats[0]), len(mats[0][0]), len(mats[1][0])
+    cols = []
+    for r in range(0, len(mats), 3):
+        a, b, c = mats[r:r + 3]
+        if (len(a), len(a[0]), len(b), len(b[0]), len(c), len(c[0])) != (n, m, m, p, p, n):
+            raise TextFormatError(f"{where}: Triad {r // 3 + 1} does not have the shapes of <{n},{m},{p}>")
+        cols.append(([x for row in a for x in row], [x for row in b for x in row],
+                     [c[k][i] for i in range(n) for k in range(p)]))
+    U, V, W = (np.array([c[j] for c in cols], dtype=object).T for j in range(3))
+    try:
+        return Factorization((n, m, p), to_exact(U), to_exact(V), to_exact(W), name=Path(where).name.split(".")[0],
+                             provenance=Provenance(source="fmm.univ-lille.fr catalogue (A. Sedoglavic)",
+                                                   notes=f"read from {Path(where).name}"))
+    except FactorizationError as e:
+        raise TextFormatError(f"{where}: {e}") from None
+
+
+def to_fmm_maple(f: Factorization) -> str:
+    f.require_real()
+    n, m, p = f.shape
+
+    def mat(rows: int, cols: int, get) -> str:
+        body = ",".join("[" + ",".join(str(Fraction(get(i, j))) for j in range(cols)) + "]" for i in range(rows))
+        return f"Matrix({rows}, {cols}, [{body}])"
+
+    U, V, W = (np.asarray(a) for a in (f.U, f.V, f.W))
+    triads = [f"Triad([{mat(n, m, lambda i, j: U[i * m + j, r])}, {mat(m, p, lambda i, j: V[i * p + j, r])}, "
+              f"{mat(p, n, lambda k, i: W[i * p + k, r])}])" for r in range(f.rank)]
+    return "Tensor:=TriadSet([\n" + ",\n".join(triads) + "\n]):\n"
