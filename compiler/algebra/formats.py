@@ -10,6 +10,9 @@
   ``compiler.algebra.safe_pickle``, which never executes the pickle. A file whose name contains ``f2``
   holds mod-2 schemes (field Z2).
 
+- arbenson/fast-matmul and ternary_flip_graph text schemes: see ``compiler.algebra.formats_text``.
+  ``save_as(path, fs, fmt)`` writes any of the ``FORMATS``; ``save_alphatensor`` AlphaTensor's layout.
+
 ``load(path)`` returns a list of ``Factorization``; every problem with the file is a
 ``FormatError`` whose message names the file and the problem in one line.
 """
@@ -227,6 +230,45 @@ def _load_alphatensor(zf: zipfile.ZipFile, path: Path) -> list[Factorization]:
     return out
 
 
+def _dyadic_float(a: np.ndarray, fmt: str) -> np.ndarray:
+    if a.dtype != object:
+        return a.astype(np.int64)
+    qs = [Fraction(x) for x in a.ravel().tolist()]
+    for q in qs:
+        d = q.denominator
+        if d & (d - 1) or d > 2**20 or abs(q.numerator) >= 2**52:
+            raise FormatError(f"the {fmt} format stores coefficients as float64; {q} is not an exact dyadic rational")
+    return np.array([float(q) for q in qs], dtype=np.float64).reshape(a.shape)
+
+
+def save_alphatensor(path: str | os.PathLike, factorizations: Iterable[Factorization]) -> Path:
+    """Write AlphaTensor's layout: one member per shape ('4,4,4') holding [u, v, w], their w
+    transposed back (``w[k·n+i] = W[i·p+k]``). One scheme per shape; a mod-2 scheme goes only to a
+    file whose name contains ``f2`` (that is how the reader tells the field), a real one only elsewhere."""
+    path = Path(path)
+    mod2_file = "f2" in path.name.lower()
+    arrays: dict[str, np.ndarray] = {}
+    for f in factorizations:
+        if (f.field == "Z2") != mod2_file:
+            raise FormatError(f"{path}: {f.label()} is field {f.field}; AlphaTensor files tell the field by name "
+                              f"(mod-2 schemes go to a name containing 'f2', real ones elsewhere)")
+        n, m, p = f.shape
+        key = f"{n},{m},{p}"
+        if key in arrays:
+            raise FormatError(f"{path}: AlphaTensor files hold one scheme per shape; two for {key}")
+        R = f.rank
+        W = np.asarray(f.W)
+        w = W.reshape(n, p, R).transpose(1, 0, 2).reshape(p * n, R)
+        parts = [_dyadic_float(np.asarray(x), "AlphaTensor") for x in (f.U, f.V, w)]
+        if any(x.dtype.kind == "f" for x in parts):
+            parts = [x.astype(np.float64) for x in parts]
+        value = np.empty(3, dtype=object)
+        value[:] = parts
+        arrays[key] = value
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return path
+
+
 def _is_alphatensor_key(member: str) -> bool:
     key = member[:-4] if member.endswith(".npy") else member
     parts = key.split(",")
@@ -234,15 +276,110 @@ def _is_alphatensor_key(member: str) -> bool:
 
 
 # -- the door -------------------------------------------------------------------------------------
-def load(path: str | os.PathLike, name: str | None = None) -> list[Factorization]:
-    """All factorizations in ``path`` (fastmm npz/json or AlphaTensor npz); ``name`` selects one
-    (by name, or by shape '4,4,4' for AlphaTensor files)."""
+# Formats by name; ``detect_format`` picks one from the suffix, then from the content.
+FORMATS = ("fastmm-npz", "json", "alphatensor-npz", "fast-matmul", "flip-graph", "fmm-maple")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of an existing file: zip archives are npz; text by suffix, else by its first token."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = zf.namelist()
+        except zipfile.BadZipFile:
+            raise FormatError(f"{path}: not a readable .npz (zip) file: truncated or corrupt") from None
+        return "fastmm-npz" if f"{INDEX_KEY}.npy" in members else "alphatensor-npz"
+    if path.suffix == ".npz":
+        raise FormatError(f"{path}: not a readable .npz (zip) file: truncated or corrupt")
+    if path.suffix == ".json" or head.lstrip().startswith(b"{"):
+        return "json"
+    text = head.lstrip()
+    if path.suffix == ".mpl" or text.startswith(b"Tensor"):
+        return "fmm-maple"
+    if text.startswith(b"#") or path.suffix == ".fmm":
+        return "fast-matmul"
+    first = text.split(b"\n", 1)[0].split()
+    if len(first) == 4 and all(t.isdigit() for t in first):
+        return "flip-graph"
+    if first and all(t.lstrip(b"-").replace(b".", b"").replace(b"/", b"").isdigit() for t in first):
+        return "fast-matmul"
+    raise FormatError(f"{path}: unknown factor format (not npz, fastmm JSON, fast-matmul or flip-graph text)")
+
+
+def format_for_output(path: str | os.PathLike) -> str:
+    """The format a new file of this name gets: by suffix (.npz with 'alphatensor' or 'factorizations_'
+    in the name is AlphaTensor's layout; .json; .fmm fast-matmul; .txt flip-graph)."""
+    path = Path(path)
+    low = path.name.lower()
+    if path.suffix == ".npz":
+        return "alphatensor-npz" if ("alphatensor" in low or low.startswith("factorizations_")) else "fastmm-npz"
+    by_suffix = {".json": "json", ".fmm": "fast-matmul", ".txt": "flip-graph", ".mpl": "fmm-maple"}
+    if path.suffix in by_suffix:
+        return by_suffix[path.suffix]
+    raise FormatError(f"{path}: cannot tell the format from the name; pass one of {', '.join(FORMATS)}")
+
+
+def save_as(path: str | os.PathLike, factorizations: Iterable[Factorization], fmt: str | None = None) -> Path:
+    """Write in any format (``fmt`` or from the name). Single-scheme text formats refuse several."""
+    from compiler.algebra import formats_text as ft
+    path = Path(path)
+    fmt = fmt or format_for_output(path)
+    fs = list(factorizations)
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if fmt == "alphatensor-npz":
+        return save_alphatensor(path, fs)
+    if fmt in ("fast-matmul", "flip-graph", "fmm-maple"):
+        if len(fs) != 1:
+            raise FormatError(f"{path}: the {fmt} format holds one scheme, got {len(fs)}; pick one with --key")
+        try:
+            text = {"fast-matmul": ft.to_fast_matmul, "flip-graph": ft.to_flip_graph,
+                    "fmm-maple": ft.to_fmm_maple}[fmt](fs[0])
+        except FactorizationError as e:
+            raise FormatError(f"{path}: {e}") from None
+        _atomic_write(path, lambda fh: fh.write(text.encode()))
+        return path
+    if fmt == "json":
+        text = to_json(fs)
+        _atomic_write(path, lambda fh: fh.write(text.encode()))
+        return path
+    if path.suffix == ".json":
+        raise FormatError(f"{path}: a fastmm npz file must not be named .json (that name means fastmm JSON)")
+    return save(path, fs)
+
+
+def load(path: str | os.PathLike, name: str | None = None, fmt: str | None = None,
+         shape: tuple[int, int, int] | None = None) -> list[Factorization]:
+    """All factorizations in ``path``, in any format of ``FORMATS`` (``fmt``, or detected from the
+    suffix and content); ``name`` selects by name, or by shape '4,4,4'. ``shape`` is needed for a
+    fast-matmul file whose name does not say it (``grey322-11-50`` does)."""
+    from compiler.algebra import formats_text as ft
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: no such file")
     if path.is_dir():
         raise FormatError(f"{path}: is a directory, not a factor file")
-    if path.suffix == ".json":
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if fmt in ("fast-matmul", "flip-graph", "fmm-maple"):
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise FormatError(f"{path}: not a text file") from None
+        try:
+            if fmt == "fast-matmul":
+                fs = [ft.from_fast_matmul(text, shape or ft.shape_from_fast_matmul_name(path.name), str(path))]
+            elif fmt == "fmm-maple":
+                fs = [ft.from_fmm_maple(text, str(path))]
+            else:
+                fs = [ft.from_flip_graph(text, str(path))]
+        except FactorizationError as e:
+            raise FormatError(str(e)) from None
+    elif fmt == "json":
         fs = from_json(path.read_text(errors="replace"), path)
     else:
         try:
