@@ -167,16 +167,20 @@ def test_tune_measures_candidates_and_matmul_uses_the_winner(cache_dir):
 def test_failing_candidate_scores_infinitely_slow(cache_dir, monkeypatch):
     real = backends.build
 
-    def flaky(f, levels, backend, schedule):
+    def flaky(f, levels, backend, schedule, tf32=False):  # the signature ops.py calls (tf32 included)
         if f.name.startswith("laderman"):
             raise RuntimeError("simulated compile failure")
-        return real(f, levels, backend, schedule)
+        return real(f, levels, backend, schedule, tf32)
 
     monkeypatch.setattr(backends, "build", flaky)
     result = fastmm.tune(torch.randn(81, 81), torch.randn(81, 81), config=SMALL, reps=1, progress=False)
     lad = [s for s in result.timings if s.plan.algorithm.startswith("laderman") and s.measured_s is not None]
     assert lad and all(s.measured_s == math.inf for s in lad)
     assert not result.winner.algorithm.startswith("laderman")
+    # the other fast plans really ran (a mock with the wrong signature made every one of them raise)
+    others = [s for s in result.timings if not s.plan.is_vendor and not s.plan.algorithm.startswith("laderman")
+              and s.measured_s is not None]
+    assert others and all(math.isfinite(s.measured_s) for s in others)
 
 
 @needs_compiler
