@@ -10,6 +10,7 @@ planner without a change here. ``kernels`` registers the Triton and CUDA backend
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable
 
 import torch
@@ -31,9 +32,20 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _runs_on(be, device_type: str, interpreted: bool) -> bool:
+    """``device_type`` in the backend's devices; with ``interpreted``, "cpu-interpreter" (Triton)
+    counts as a CPU while ``TRITON_INTERPRET=1`` is set (slow: only when a caller names the
+    backend, never among the default candidates of a CPU product)."""
+    if device_type in be.devices:
+        return True
+    return (interpreted and device_type == "cpu" and "cpu-interpreter" in be.devices
+            and os.environ.get("TRITON_INTERPRET") == "1")
+
+
 @functools.lru_cache(maxsize=16)
-def available(device_type: str, dtype: torch.dtype) -> tuple[str, ...]:
-    """Names of the compiler backends that can run ``dtype`` products on ``device_type``."""
+def available(device_type: str, dtype: torch.dtype, interpreted: bool = False) -> tuple[str, ...]:
+    """Names of the compiler backends that can run ``dtype`` products on ``device_type``
+    (``interpreted``: also those that run there only in an interpreter, see ``_runs_on``)."""
     if unavailable_reason() is not None:
         return ()
     dname = str(dtype).replace("torch.", "")
@@ -43,16 +55,18 @@ def available(device_type: str, dtype: torch.dtype) -> tuple[str, ...]:
             be = get_backend(name)
         except (BackendNotImplemented, ImportError):
             continue
-        if device_type in be.devices and (not be.dtypes or dname in be.dtypes) and be.make_callable:
+        if _runs_on(be, device_type, interpreted) and (not be.dtypes or dname in be.dtypes) and be.make_callable:
             names.append(name)
     return tuple(names)
 
 
+DEFAULT_SCHEDULE = "default"  # the plan label of a backend that takes no schedule option (CUDA)
+
+
 def schedules(backend: str) -> tuple[str, ...]:
-    """The schedules a backend offers (the torch backend: materialized and streaming)."""
-    if backend == "torch":
-        return ("materialized", "streaming")
-    return ("materialized",)
+    """The schedules a backend declares (``Backend.schedules``, its default first); a backend that
+    takes no schedule option offers one plan, labelled ``DEFAULT_SCHEDULE``."""
+    return get_backend(backend).schedules or (DEFAULT_SCHEDULE,)
 
 
 @functools.lru_cache(maxsize=128)
@@ -65,8 +79,13 @@ def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool
     precision mode, ``uses_tf32``). The torch backend's leaves are torch.matmul and follow torch's
     setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly.
     """
-    options = {"schedule": schedule, "cutoff": 1} if backend == "torch" else {"schedule": schedule}
-    if backend == "triton":
+    be = get_backend(backend)
+    if schedule not in schedules(backend):
+        raise ValueError(f"the {backend} backend has no schedule {schedule!r}; it offers {', '.join(schedules(backend))}")
+    options = {"schedule": schedule} if be.schedules else {}
+    if "cutoff" in be.options:
+        options["cutoff"] = 1
+    if "tf32" in be.options:
         options["tf32"] = tf32
     return compile_(f, backend=backend, levels=levels, **options)
 

@@ -101,7 +101,13 @@ def plan_time(plan: Plan, n: int, k: int, p: int, cost: DeviceCost, itemsize: in
     for level in range(plan.levels):
         subproblems = f.rank ** level
         bn, bk, bp = dn / n0, dk / m0, dp / p0
-        moved = ta * bn * bk + tb * bk * bp + tc * bn * bp
+        ta_l, tb_l, tc_l = ta, tb, tc
+        if level == plan.levels - 1 and plan.backend == "triton" and plan.schedule in ("fused_operands", "fused"):
+            # the bottom level's operand sums are formed in the GEMM's tile loads, and "fused" adds
+            # W[q,r]·acc into the c-blocks in its epilogue: that traffic never goes through memory
+            ta_l = tb_l = 0.0
+            tc_l = 0.0 if plan.schedule == "fused" else tc
+        moved = ta_l * bn * bk + tb_l * bk * bp + tc_l * bn * bp
         total += subproblems * (moved * itemsize / cost.bandwidth + ops * cost.op_overhead)
         dn, dk, dp = bn, bk, bp
     total += f.rank ** plan.levels * cost.gemm_time(dn, dk, dp)

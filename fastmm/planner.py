@@ -38,8 +38,12 @@ class PlannerConfig:
     # Library algorithms tried by default (names for compiler.algebra.library.library_algorithm).
     algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
     max_levels: int = 3
-    # Schedules to consider; empty: every schedule the backend offers.
+    # Schedules to consider, per backend among those it declares (``Backend.schedules``); a
+    # backend that offers none of them runs its default. Empty: every schedule each backend offers.
     schedules: tuple[str, ...] = ("materialized",)
+    # Backends to consider; None: every backend that runs natively on the device. Naming one
+    # also admits it where it only runs interpreted (Triton on a CPU under TRITON_INTERPRET=1).
+    backends: tuple[str, ...] | None = None
     # Leaf GEMMs below this dimension lose more to BLAS inefficiency and per-op overhead than
     # they save (cost model: on the development CPU a 256³ GEMM runs at ~50 % of peak).
     min_leaf: int = 256
@@ -130,6 +134,13 @@ def resolve_algorithm(algorithm) -> Factorization:
     return _library(text).require_real()
 
 
+def _schedules(backend: str, config: PlannerConfig) -> tuple[str, ...]:
+    """The schedules the planner tries on ``backend``: ``config.schedules`` among those it offers."""
+    offered = backends.schedules(backend)
+    chosen = tuple(s for s in config.schedules if s in offered)
+    return (chosen or offered[:1]) if config.schedules else offered
+
+
 def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
                levels: int | None = None, backend: str | None = None) -> list[Plan]:
     """The flat candidate list; the vendor plan first (unless a specific plan was asked for)."""
@@ -140,14 +151,15 @@ def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorit
         return out or [TORCH_MATMUL]
     algos = [resolve_algorithm(algorithm)] if algorithm is not None else [
         _library(name) for name in config.algorithms]
-    names = backends.available(problem.device.type, problem.dtype)
-    if backend is not None:
-        names = tuple(x for x in names if x == backend)
+    wanted = (backend,) if backend is not None else config.backends
+    names = backends.available(problem.device.type, problem.dtype, interpreted=wanted is not None)
+    if wanted is not None:
+        names = tuple(x for x in names if x in wanted)
     level_range = [levels] if levels is not None else range(1, config.max_levels + 1)
     for f in algos:
         for name in names:
             for lv in level_range:
-                for schedule in (config.schedules or backends.schedules(name)):
+                for schedule in _schedules(name, config):
                     out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, TileConfig(), f))
     return out
 

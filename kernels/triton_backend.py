@@ -314,7 +314,7 @@ BACKEND = register_backend(Backend(
               "fused_operands | fused); CUDA GPUs, or CPU under TRITON_INTERPRET=1",
     _emit_files, triton_matmul, devices=("cuda", "cpu-interpreter"),
     dtypes=("float32", "float16", "bfloat16", "float64"),
-    options=("schedule", "flatten", "tf32", "tiles", "candidates")))
+    options=("schedule", "flatten", "tf32", "tiles", "candidates"), schedules=SCHEDULES))
 
 
 __all__ = ["CANDIDATES", "CombineTile", "GemmTile", "SCHEDULES", "TileConfig", "TritonLevel", "TritonMatmul",

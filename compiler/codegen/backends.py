@@ -1,6 +1,7 @@
 """The one registry of code-generation backends.
 
-A ``Backend`` says what it is (``name``, ``description``, ``devices``, ``dtypes``) and how to
+A ``Backend`` says what it is (``name``, ``description``, ``devices``, ``dtypes``, the keyword
+``options`` and the ``schedules`` it accepts, the first being its default) and how to
 ``emit(f, levels=..., **options) -> list[GeneratedSource]`` and, optionally, how to
 ``make_callable(f, levels=..., **options)``, returning ``(a, b) -> a @ b``.
 
@@ -42,6 +43,8 @@ class Backend:
     devices: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()
     options: tuple[str, ...] = field(default=())  # keyword options emit/make_callable accept
+    # the values ``schedule=`` accepts, the first being the default; empty: no schedule option
+    schedules: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Backend] = {}

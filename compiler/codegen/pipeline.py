@@ -26,6 +26,7 @@ from compiler.codegen.backends import Backend, BackendNotImplemented, get_backen
 from compiler.codegen.emit_torch import TorchConfig, emit, prepare
 from compiler.codegen.emit_torch import load as load_module
 from compiler.ir.cse import DEFAULT_RESTARTS
+from compiler.ir.schedule import KINDS
 
 
 def resolve(algorithm: Factorization | str | os.PathLike, name: str | None = None) -> Factorization:
@@ -105,4 +106,4 @@ def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=No
 register_backend(Backend(
     "torch", "Python module of torch calls: BLAS/cuBLAS leaves (baddbmm), dynamic peeling, any device",
     _torch_emit, compile_torch, devices=("cpu", "cuda"), dtypes=("float32", "float64", "float16", "bfloat16"),
-    options=("cutoff", "schedule", "cse", "restarts", "cse_effort")))
+    options=("cutoff", "schedule", "cse", "restarts", "cse_effort"), schedules=KINDS))
