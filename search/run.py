@@ -48,15 +48,24 @@ FLIPS = "flips"
 METHODS = (FLIPS, "rl")
 
 
-def parse_budget(text) -> float:
-    """'90s', '10m', '1h', '1h30m' or plain seconds → seconds."""
+def parse_budget(text, default: float = 600.0) -> float:
+    """A wall-time budget in seconds, for ``--budget`` of every search command.
+
+    Grammar: a number of seconds (``45``, ``2.5``, or an int/float), or one or more
+    ``<number><unit>`` parts with unit ``h``, ``m`` or ``s`` in any case, blanks allowed between
+    them (``90s``, ``10m``, ``2h``, ``1h30m``, ``1h 30m``). ``None`` gives ``default``.
+    """
     import re
+    if text is None:
+        return float(default)
+    if isinstance(text, (int, float)):
+        return float(text)
     s = str(text).strip().lower()
-    if re.fullmatch(r"[0-9.]+", s):
+    if re.fullmatch(r"[0-9]*\.?[0-9]+", s):
         return float(s)
-    parts = re.findall(r"([0-9.]+)\s*([hms])", s)
-    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
-        raise argparse.ArgumentTypeError(f"cannot read a time budget from {text!r} (use 90s, 10m, 1h)")
+    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([hms])", s)
+    if not parts or "".join(a + b for a, b in parts) != re.sub(r"\s+", "", s):
+        raise argparse.ArgumentTypeError(f"cannot read a time budget from {text!r} (use 90s, 10m, 1h30m or seconds)")
     return sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
 
 

@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from search.rl.config import GameConfig, MCTSConfig, NetConfig, RunConfig, TrainConfig
+from search.run import parse_budget  # one budget grammar for every search command
 
 ABLATION_SWITCHES = ("synthetic", "self_play", "change_of_basis", "signed_permutations", "retrain_best",
                      "canonicalize", "reorder")
-
-
-def parse_budget(b) -> float:
-    """'30m', '2h', '90s', '45' (seconds) or a number → seconds."""
-    if b is None:
-        return 600.0
-    if isinstance(b, (int, float)):
-        return float(b)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(b))
-    if not m:
-        raise argparse.ArgumentTypeError(f"cannot read a time budget from {b!r} (use 90s, 30m, 2h)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 class _Group:
