@@ -176,30 +176,6 @@ def load_start_one(spec: str, shape: tuple[int, int, int] | None = None) -> Fact
         raise SystemExit(f"--start {spec!r}: not a file, not 'naive', and not a library algorithm ({e})") from e
 
 
-def _append(out: str, new: list[Factorization]) -> tuple[Path, int]:
-    from compiler.algebra.formats import load, save
-    path = Path(out)
-    old = load(path) if path.exists() else []
-    have = {f.digest for f in old}
-    names = {f.label() for f in old}
-    added = []
-    for f in new:
-        f.require_valid()
-        if f.digest in have:
-            continue
-        name, k = f.label(), 1
-        while name in names:
-            k += 1
-            name = f"{f.label()}-{k}"
-        f = f.replace(name=name)
-        names.add(name)
-        have.add(f.digest)
-        added.append(f)
-    if added:
-        save(path, old + added)
-    return path, len(added)
-
-
 class _Reporter:
     """Progress: a rich status line (best rank / objective over time) and an optional JSON log."""
 
@@ -340,7 +316,8 @@ def run_flips(args: argparse.Namespace) -> int:
             pv = f.provenance
             named.append(f.replace(name=nm, provenance=Provenance(
                 prov.source, prov.found_by, pv.method or prov.method, started, (pv.notes + "; " if pv.notes else "") + notes)))
-        path, k = _append(args.out, named)
+        from compiler.algebra.formats import append
+        path, k = append(args.out, named)
         print(f"appended {k} verified scheme(s) to {path}", flush=True)
     return 0 if target is None or best.rank <= target else 1
 
