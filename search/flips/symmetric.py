@@ -287,38 +287,30 @@ def _sym_flip(P, N, R, rng, mod2, ix):
 
 @njit(cache=True)
 def _sym_plus(P, N, R, rng, mod2, tries, table):
-    """A plus transition on terms of two orbits; the new term starts orbit R // 3. Returns (R, r, s, new)."""
-    for _ in range(tries):
-        r = K._below(rng, R)
-        s = K._below(rng, R)
-        if r // 3 == s // 3:
-            continue
-        a = K._below(rng, 3)
-        b = (a + 1 + K._below(rng, 2)) % 3
-        c = 3 - a - b
-        ok1, p1, n1 = K._add(P[r, a], N[r, a], P[s, a], N[s, a], -1, mod2)
-        ok2, p2, n2 = K._add(P[r, b], N[r, b], P[s, b], N[s, b], -1, mod2)
-        ok3, p3, n3 = K._add(P[r, c], N[r, c], P[s, c], N[s, c], 1, mod2)
-        if not (ok1 and ok2 and ok3):
-            continue
-        if (p1 == _ZERO and n1 == _ZERO) or (p2 == _ZERO and n2 == _ZERO) or (p3 == _ZERO and n3 == _ZERO):
-            continue
-        # x⊗y⊗z + x'⊗y'⊗z' = (x − x')⊗y⊗z + x'⊗(y − y')⊗z + x'⊗y'⊗(z + z')   (slots a, b, c)
-        P[R, a] = P[s, a]
-        N[R, a] = N[s, a]
-        P[R, b] = p2
-        N[R, b] = n2
-        P[R, c] = P[r, c]
-        N[R, c] = N[r, c]
-        P[r, a] = p1
-        N[r, a] = n1
-        P[s, c] = p3
-        N[s, c] = n3
-        _regen(P, N, r, table)
-        _regen(P, N, s, table)
-        _regen(P, N, R, table)
-        return R + 3, r, s, R
-    return R, -1, -1, -1
+    """A plus transition (``kernel.plus_pair``) on terms of two orbits; the new term starts orbit
+    R // 3 and the three changed orbits get their images. Returns (R, r, s, new)."""
+    r, s, _u, _v = K.plus_pair(P, N, R, rng, mod2, tries, 3)
+    if r < 0:
+        return R, -1, -1, -1
+    _regen(P, N, r, table)
+    _regen(P, N, s, table)
+    _regen(P, N, R, table)
+    return R + 3, r, s, R
+
+
+@njit(cache=True)
+def _sym_plus_settled(P, N, R, rng, mod2, tries, table, watch, FP, FN, nf, ix, ik, collapse):
+    """A plus transition, then the three changed orbits settled and the index rebuilt.
+    Returns (R, nf, reductions, whether a plus was made)."""
+    R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, tries, table)
+    if R2 == R:
+        return R, nf, 0, False
+    watch[0] = r
+    watch[1] = s
+    watch[2] = nw
+    R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
+    index_rebuild(ix, ik, P, N, R, mod2)
+    return R, nf, red, True
 
 
 @njit(cache=True)
@@ -350,15 +342,11 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
             misses += 1
             if misses > 4 * R + 16:
                 if R + nf + 3 <= max_rank:
-                    R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, 64, table)
-                    if R2 > R:
+                    R, nf, red, made = _sym_plus_settled(P, N, R, rng, mod2, 64, table, watch, FP, FN, nf,
+                                                         ix, ik, collapse)
+                    if made:
                         plus += 1
-                        watch[0] = r
-                        watch[1] = s
-                        watch[2] = nw
-                        R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
                         reductions += red
-                        index_rebuild(ix, ik, P, N, R, mod2)
                         misses = 0
                         continue
                 break
@@ -387,15 +375,10 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
             index_rebuild(ix, ik, P, N, R2, mod2)
         R = R2
         if since >= plateau and R + nf + 3 <= max_rank:
-            R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, 16, table)
-            if R2 > R:
+            R, nf, red, made = _sym_plus_settled(P, N, R, rng, mod2, 16, table, watch, FP, FN, nf, ix, ik, collapse)
+            if made:
                 plus += 1
-                watch[0] = r
-                watch[1] = s
-                watch[2] = nw
-                R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
-                reductions += red
-                index_rebuild(ix, ik, P, N, R, mod2)
+            reductions += red
             since = 0
     nfix[0] = nf
     out[K.OUT_RANK] = R + nf
