@@ -70,42 +70,20 @@ class RankReward:
 
 @dataclass(frozen=True)
 class AdditionsReward:
-    """``-(additions after CSE)`` from the compiler's cost model (``compiler.ir.cse``).
-
-    ``counter`` names the function ``compiler.ir.cse.<counter>(f) -> int``; the compiler is imported
-    at call time so that ``search`` stays importable without it.
-    """
+    """``-(additions after CSE)`` from the compiler's cost model,
+    ``compiler.ir.cse.additions_after_cse`` (block additions of one level after CSE, the count
+    ``compiler.build``'s table shows as ``additions_cse``). The compiler is imported at call time so
+    that ``search`` stays importable without it."""
 
     name: str = "additions"
-    counter: str = ""  # "" = the first of _COUNTER_NAMES that compiler.ir.cse provides
 
-    _COUNTER_NAMES = ("count_additions", "additions_after_cse", "count_additions_after_cse", "additions")
-
-    def _count(self) -> Callable[[Factorization], int]:
+    def __call__(self, f: Factorization) -> float:
         try:
-            cse = importlib.import_module("compiler.ir.cse")
+            from compiler.ir.cse import additions_after_cse
         except ImportError as e:
             raise RewardError("the 'additions' reward needs compiler.ir.cse (the compiler's CSE), "
                               f"which is not importable here: {e}") from e
-        names = (self.counter,) if self.counter else self._COUNTER_NAMES
-        for nm in names:
-            fn = getattr(cse, nm, None)
-            if callable(fn):
-                return fn
-        if not self.counter and callable(getattr(cse, "cse_counts", None)):
-            # The compiler's API: lower the factorization to its IR program, then
-            # cse_counts(program) -> (additions before, additions after CSE).
-            lower = importlib.import_module("compiler.ir.lower").lower
-            return lambda f: cse.cse_counts(lower(f))[1]
-        raise RewardError(f"compiler.ir.cse provides none of {names} nor cse_counts: the 'additions' reward "
-                          "cannot count additions after CSE yet")
-
-    def __call__(self, f: Factorization) -> float:
-        n = self._count()(f)
-        if isinstance(n, dict):  # a cost report: take its total additions
-            n = n.get("additions", n.get("total"))
-        n = getattr(n, "additions", n)
-        return -float(int(n))
+        return -float(additions_after_cse(f))
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,24 @@ FLIPS = "flips"
 METHODS = (FLIPS, "rl")
 
 
-def parse_budget(text) -> float:
-    """'90s', '10m', '1h', '1h30m' or plain seconds → seconds."""
+def parse_budget(text, default: float = 600.0) -> float:
+    """A wall-time budget in seconds, for ``--budget`` of every search command.
+
+    Grammar: a number of seconds (``45``, ``2.5``, or an int/float), or one or more
+    ``<number><unit>`` parts with unit ``h``, ``m`` or ``s`` in any case, blanks allowed between
+    them (``90s``, ``10m``, ``2h``, ``1h30m``, ``1h 30m``). ``None`` gives ``default``.
+    """
     import re
+    if text is None:
+        return float(default)
+    if isinstance(text, (int, float)):
+        return float(text)
     s = str(text).strip().lower()
-    if re.fullmatch(r"[0-9.]+", s):
+    if re.fullmatch(r"[0-9]*\.?[0-9]+", s):
         return float(s)
-    parts = re.findall(r"([0-9.]+)\s*([hms])", s)
-    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
-        raise argparse.ArgumentTypeError(f"cannot read a time budget from {text!r} (use 90s, 10m, 1h)")
+    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([hms])", s)
+    if not parts or "".join(a + b for a, b in parts) != re.sub(r"\s+", "", s):
+        raise argparse.ArgumentTypeError(f"cannot read a time budget from {text!r} (use 90s, 10m, 1h30m or seconds)")
     return sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
 
 
@@ -165,30 +174,6 @@ def load_start_one(spec: str, shape: tuple[int, int, int] | None = None) -> Fact
         return library_algorithm(spec)
     except Exception as e:  # the library names its own problem
         raise SystemExit(f"--start {spec!r}: not a file, not 'naive', and not a library algorithm ({e})") from e
-
-
-def _append(out: str, new: list[Factorization]) -> tuple[Path, int]:
-    from compiler.algebra.formats import load, save
-    path = Path(out)
-    old = load(path) if path.exists() else []
-    have = {f.digest for f in old}
-    names = {f.label() for f in old}
-    added = []
-    for f in new:
-        f.require_valid()
-        if f.digest in have:
-            continue
-        name, k = f.label(), 1
-        while name in names:
-            k += 1
-            name = f"{f.label()}-{k}"
-        f = f.replace(name=name)
-        names.add(name)
-        have.add(f.digest)
-        added.append(f)
-    if added:
-        save(path, old + added)
-    return path, len(added)
 
 
 class _Reporter:
@@ -331,7 +316,8 @@ def run_flips(args: argparse.Namespace) -> int:
             pv = f.provenance
             named.append(f.replace(name=nm, provenance=Provenance(
                 prov.source, prov.found_by, pv.method or prov.method, started, (pv.notes + "; " if pv.notes else "") + notes)))
-        path, k = _append(args.out, named)
+        from compiler.algebra.formats import append
+        path, k = append(args.out, named)
         print(f"appended {k} verified scheme(s) to {path}", flush=True)
     return 0 if target is None or best.rank <= target else 1
 

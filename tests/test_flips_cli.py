@@ -3,6 +3,7 @@ dispatch, and clear errors."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import pytest
@@ -16,6 +17,21 @@ def test_parse_budget():
     assert parse_budget("12") == 12
     with pytest.raises(Exception):
         parse_budget("soon")
+
+
+@pytest.mark.parametrize("text,seconds", [("45", 45), (45, 45), (2.5, 2.5), (None, 600), ("90s", 90), ("30M", 1800),
+                                          ("2h", 7200), ("1h30m", 5400), ("1h 30m", 5400), (" 30 m ", 1800)])
+def test_parse_budget_one_grammar(text, seconds):
+    # search.run and search.rl.cli read --budget with the same function (the union of their old grammars)
+    from search.rl.cli import parse_budget as rl_parse_budget
+    assert rl_parse_budget is parse_budget
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "", "10x", "m", "1h30"])
+def test_parse_budget_rejects(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_budget(text)
 
 
 def test_flips_cli_appends_verified_schemes_with_provenance(tmp_path, capsys):

@@ -104,6 +104,34 @@ def save(path: str | os.PathLike, factorizations: Iterable[Factorization]) -> Pa
     return path
 
 
+def append(path: str | os.PathLike, factorizations: Iterable[Factorization]) -> tuple[Path, int]:
+    """Add verified factorizations to a factor file (created if missing), atomically.
+
+    Each one must verify (``require_valid``); one whose digest the file already holds is skipped;
+    a name the file already has gets ``-2``, ``-3``, ... Returns the path and how many were added
+    (the file is not rewritten when none is)."""
+    path = Path(path)
+    old = load(path) if path.exists() else []
+    have = {f.digest for f in old}
+    names = {f.label() for f in old}
+    added = []
+    for f in factorizations:
+        f.require_valid()
+        if f.digest in have:
+            continue
+        name, k = f.label(), 1
+        while name in names:
+            k += 1
+            name = f"{f.label()}-{k}"
+        f = f.replace(name=name)
+        names.add(name)
+        have.add(f.digest)
+        added.append(f)
+    if added:
+        save(path, old + added)
+    return path, len(added)
+
+
 def _from_num_den(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     if num.shape != den.shape or num.dtype.kind not in "iu" or den.dtype.kind not in "iu":
         raise FormatError("numerator/denominator arrays disagree in shape or are not integers")

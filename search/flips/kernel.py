@@ -268,16 +268,17 @@ def _flip(P, N, R, rng, mod2):
     return -1, -1, -1, -1
 
 
-@njit(cache=True)
-def _plus(P, N, R, rng, mod2, tries):
-    """One plus transition (rank + 1) on a random pair of terms.
-
-    Returns (new rank, r, s, changed slot of r, changed slot of s); the new term is the last one.
+@njit(cache=True, inline="always")
+def plus_pair(P, N, R, rng, mod2, tries, group):
+    """A plus transition on a random pair of terms in different groups of ``group`` rows
+    (1: any two terms; 3: terms of two orbits, ``search.flips.symmetric``); the new term is
+    written to row ``R``. Returns (r, s, changed slot of r, changed slot of s), r = -1 if none
+    was found in ``tries`` draws.
     """
     for _ in range(tries):
         r = _below(rng, R)
         s = _below(rng, R)
-        if r == s:
+        if r // group == s // group:
             continue
         a = _below(rng, 3)
         b = (a + 1 + _below(rng, 2)) % 3
@@ -302,8 +303,32 @@ def _plus(P, N, R, rng, mod2, tries):
         N[r, a] = n1
         P[s, c] = p3
         N[s, c] = n3
-        return R + 1, r, s, a, c
-    return R, -1, -1, -1, -1
+        return r, s, a, c
+    return -1, -1, -1, -1
+
+
+@njit(cache=True)
+def _plus(P, N, R, rng, mod2, tries):
+    """One plus transition (rank + 1) on a random pair of terms.
+
+    Returns (new rank, r, s, changed slot of r, changed slot of s); the new term is the last one.
+    """
+    r, s, u, v = plus_pair(P, N, R, rng, mod2, tries, 1)
+    if r < 0:
+        return R, -1, -1, -1, -1
+    return R + 1, r, s, u, v
+
+
+@njit(cache=True)
+def _plus_settled(P, N, R, rng, mod2, tries, ix0, ik0, ix1, ik1, ix2, ik2):
+    """A plus transition, then the three changed terms settled (they may already reduce with
+    others) and the indexes rebuilt. Returns (new rank, reductions, whether a plus was made)."""
+    R2, r, s, u, v = _plus(P, N, R, rng, mod2, tries)
+    if R2 == R:
+        return R, 0, False
+    R, red = _settle(P, N, R2, np.array([R2 - 1, r, s], np.int64), mod2)
+    _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2)
+    return R, red, True
 
 
 # -- the walk: flips drawn from per-slot factor indexes ----------------------------------------
@@ -419,12 +444,10 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
             # such misses in a row the scheme is isolated (Strassen, Laderman, the naive <1,1,1>)
             if misses > 16:
                 if R < max_rank:  # a plus transition opens flips
-                    R2, r, s, u, v = _plus(P, N, R, rng, mod2, 64)
-                    if R2 > R:
+                    R, red, made = _plus_settled(P, N, R, rng, mod2, 64, ix0, ik0, ix1, ik1, ix2, ik2)
+                    if made:
                         plus += 1
-                        R, red = _settle(P, N, R2, np.array([R2 - 1, r, s], np.int64), mod2)
                         reductions += red
-                        _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2)
                         misses = 0
                         continue
                 break
@@ -449,13 +472,10 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
             R = R2
             _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2)
         if since >= plateau and R < max_rank:
-            R2, r, s, u, v = _plus(P, N, R, rng, mod2, 16)
-            if R2 > R:
+            R, red, made = _plus_settled(P, N, R, rng, mod2, 16, ix0, ik0, ix1, ik1, ix2, ik2)
+            if made:
                 plus += 1
-                # the three changed terms may already reduce with others: settle them
-                R, red = _settle(P, N, R2, np.array([R2 - 1, r, s], np.int64), mod2)
-                reductions += red
-                _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2)
+            reductions += red
             since = 0
     out[OUT_RANK] = R
     out[OUT_FLIPS] = flips

@@ -199,38 +199,41 @@ def run(cfg: RunConfig, resume: bool = False, progress: bool = True, games_per_t
     can_train = t.synthetic or t.self_play
     actors = None
     try:
+        # Two drivers of one loop: each plays (or collects) games, feeds them to take() and says
+        # how many train steps follow.
         if cfg.workers > 0:
             actors = RayActors(cfg.workers, cfg.ray_address) if cfg.ray else LocalActors(cfg.workers)
             cfg_dict = cfg.to_dict()
-            inflight = [actors.submit(cfg_dict, learner.weights(), int(rng.integers(2**31)), games_per_task)
-                        for _ in range(cfg.workers)]
-            while not done():
+
+            def submit():
+                return actors.submit(cfg_dict, learner.weights(), int(rng.integers(2**31)), games_per_task)
+
+            inflight = [submit() for _ in range(cfg.workers)]
+
+            def play() -> int:
                 for fut in actors.ready(inflight, timeout=0.0 if can_train else 1.0):
                     inflight.remove(fut)
                     for rec in actors.result(fut):
                         take(rec)
                     if not done():
-                        inflight.append(actors.submit(cfg_dict, learner.weights(), int(rng.integers(2**31)),
-                                                      games_per_task))
-                if can_train and (t.self_play and learner.buffer or t.synthetic):
-                    info = learner.train_step()
-                tick()
-                if learner.steps - last_ckpt >= t.checkpoint_every:
-                    save_ckpt()
-                    last_ckpt = learner.steps
+                        inflight.append(submit())
+                return int(can_train and bool(t.self_play and learner.buffer or t.synthetic))
         else:
             game_rng = np.random.default_rng([cfg.seed, 3])
             rew = _reward(cfg)
-            while not done():
+
+            def play() -> int:
                 learner.net.eval()
                 take(play_game(learner.net, cfg, game_rng, rew, provenance(cfg, cfg.seed)))
-                if can_train:
-                    for _ in range(t.train_steps_per_game):
-                        info = learner.train_step()
-                tick()
-                if learner.steps - last_ckpt >= t.checkpoint_every:
-                    save_ckpt()
-                    last_ckpt = learner.steps
+                return t.train_steps_per_game if can_train else 0
+
+        while not done():
+            for _ in range(play()):
+                info = learner.train_step()
+            tick()
+            if learner.steps - last_ckpt >= t.checkpoint_every:
+                save_ckpt()
+                last_ckpt = learner.steps
     finally:
         if actors is not None:
             actors.close()

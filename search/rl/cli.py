@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from search.rl.config import GameConfig, MCTSConfig, NetConfig, RunConfig, TrainConfig
+from search.run import parse_budget  # one budget grammar for every search command
 
 ABLATION_SWITCHES = ("synthetic", "self_play", "change_of_basis", "signed_permutations", "retrain_best",
                      "canonicalize", "reorder")
-
-
-def parse_budget(b) -> float:
-    """'30m', '2h', '90s', '45' (seconds) or a number → seconds."""
-    if b is None:
-        return 600.0
-    if isinstance(b, (int, float)):
-        return float(b)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([smh]?)\s*", str(b))
-    if not m:
-        raise argparse.ArgumentTypeError(f"cannot read a time budget from {b!r} (use 90s, 30m, 2h)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 class _Group:
@@ -136,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Search; write the best exactly verified factorizations (with provenance) to ``args.out``."""
-    from compiler.algebra.formats import save
+    from compiler.algebra.formats import append
     from search.rl.actors import run as run_rl
     cfg = config_from_args(args)
     t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -157,12 +144,8 @@ def run(args: argparse.Namespace) -> int:
                      f"games={res.games} workers={cfg.workers} ray={cfg.ray} started={t0}").strip()
             fs.append(f.replace(name=f"{n}x{m}x{p}-rl-r{f.rank}-s{cfg.seed}-{i}",
                                 provenance=replace(prov, notes=notes)))
-        from compiler.algebra.formats import load
-        old = load(out) if Path(out).exists() else []  # append: keep what the file already holds
-        seen = {f.digest for f in old}
-        new = [f for f in fs if f.digest not in seen]
-        path = save(Path(out), old + new)
-        print(f"wrote {len(new)} new verified factorization(s) of rank {res.best_rank} to {path}")
+        path, k = append(out, fs)  # keeps what the file already holds
+        print(f"wrote {k} new verified factorization(s) of rank {res.best_rank} to {path}")
     elif out:
         print("no factorization found within the budget; nothing written")
     return 0 if res.best else 1

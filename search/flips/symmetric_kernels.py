@@ -1,0 +1,326 @@
+"""The symmetric walk's compiled part (``search.flips.symmetric``): σ on bitmasks (a transpose
+table), orbit rows and their images, orbit flips, the plus transition on two orbits
+(``kernel.plus_pair``), settling reductions (orbit and fixed terms) and ``sym_walk``."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from search.flips import kernel as K
+from search.flips.valueindex import index_rebuild, index_sync, new_index, row_bucket, shared_count, shared_rows
+
+_ZERO = np.uint64(0)
+
+
+def transpose_table(n: int) -> np.ndarray:
+    """Per byte of a bitmask, the transposed bits it contributes: ``tr(x) = OR_b T[b, byte_b(x)]``."""
+    nb = (n * n + 7) // 8
+    T = np.zeros((max(nb, 1), 256), np.uint64)
+    for b in range(nb):
+        for v in range(256):
+            out = 0
+            for bit in range(8):
+                a = 8 * b + bit
+                if a < n * n and (v >> bit) & 1:
+                    i, j = divmod(a, n)
+                    out |= 1 << (j * n + i)
+            T[b, v] = np.uint64(out)
+    return T
+
+
+@njit(cache=True, inline="always")
+def _tr(x, table):
+    if x == _ZERO:  # every N factor mod 2
+        return _ZERO
+    out = _ZERO
+    for b in range(table.shape[0]):
+        out |= table[b, (x >> np.uint64(8 * b)) & np.uint64(255)]
+    return out
+
+
+@njit(cache=True)
+def _regen(P, N, r, table):
+    """Rewrite the two other rows of r's orbit as σr = (zᵀ, x, yᵀ) and σ²r = (y, zᵀ, xᵀ)."""
+    base = r - r % 3
+    j1 = base + (r % 3 + 1) % 3
+    j2 = base + (r % 3 + 2) % 3
+    xp, xn, yp, yn = P[r, 0], N[r, 0], P[r, 1], N[r, 1]
+    ztp, ztn = _tr(P[r, 2], table), _tr(N[r, 2], table)
+    P[j1, 0], N[j1, 0] = ztp, ztn
+    P[j1, 1], N[j1, 1] = xp, xn
+    P[j1, 2], N[j1, 2] = _tr(yp, table), _tr(yn, table)
+    P[j2, 0], N[j2, 0] = yp, yn
+    P[j2, 1], N[j2, 1] = ztp, ztn
+    P[j2, 2], N[j2, 2] = _tr(xp, table), _tr(xn, table)
+
+
+@njit(cache=True)
+def _remove_orbit(P, N, R, k, watch):
+    """Drop orbit k (rows 3k..3k+2); the last orbit moves into its rows. Returns the new R."""
+    last = R - 3
+    for e in range(3):
+        for t in range(3):
+            P[3 * k + e, t] = P[last + e, t]
+            N[3 * k + e, t] = N[last + e, t]
+            P[last + e, t] = _ZERO
+            N[last + e, t] = _ZERO
+    for w in range(watch.shape[0]):
+        x = watch[w]
+        if x < 0:
+            continue
+        if x // 3 == k:
+            watch[w] = -1
+        elif x >= last:
+            watch[w] = 3 * k + (x - last)
+    return last
+
+
+@njit(cache=True)
+def _is_fixed(P, N, r, table):
+    """σ(term r) == term r, i.e. the term is (x, x, xᵀ)."""
+    return (P[r, 1] == P[r, 0] and N[r, 1] == N[r, 0]
+            and P[r, 2] == _tr(P[r, 0], table) and N[r, 2] == _tr(N[r, 0], table))
+
+
+@njit(cache=True)
+def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table, collapse=True):
+    """Reductions of the watched terms (see the module docs). Returns (R, number of fixed terms, reductions)."""
+    hint = -np.ones(watch.shape[0], np.int64)
+    near = -np.ones(watch.shape[0], np.int64)
+    ix = np.zeros(1, np.int64)  # not read without hints
+    return _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse)
+
+
+@njit(cache=True)
+def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse=True):
+    """``_sym_settle`` where ``hint[w]`` is the one slot of term ``watch[w]`` that changed (−1: unknown)
+    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none).
+
+    In a settled scheme (no two terms of different orbits agree in two slots) a term x whose slot
+    h changed can newly agree in two slots with an unchanged term y only if y_h = ±x_h (x agrees
+    with σy exactly when σ²x agrees with y, so the images need no check). Those y are found in
+    the index ``ix`` (in sync with P, N): x_h is slot 0 of the row x' = σ^(3−h)x of x's orbit, and
+    y = σ^h q for the rows q that share x'’s slot-0 factor. So most flips settle in O(1), not
+    O(rank) (measured: the scan over all terms was most of the time per flip once draws were
+    O(1)). After a reduction the index is stale and every term is compared in full.
+    """
+    reductions = 0
+    changed = True
+    while changed:
+        changed = False
+        for w in range(watch.shape[0]):
+            x = watch[w]
+            if x < 0:
+                continue
+            if K._is_zero_term(P, N, x):
+                R = _remove_orbit(P, N, R, x // 3, watch)
+                reductions += 1
+                hint[:] = -1
+                changed = True
+                break
+            if mod2 and collapse and _is_fixed(P, N, x, table):
+                for t in range(3):
+                    FP[nf, t] = P[x, t]
+                    FN[nf, t] = N[x, t]
+                nf += 1
+                R = _remove_orbit(P, N, R, x // 3, watch)
+                reductions += 1
+                hint[:] = -1
+                changed = True
+                break
+            ox = x // 3
+            h = hint[w]
+            c = R
+            base = 0
+            if h >= 0:
+                c, base = row_bucket(ix, x - x % 3 + (x % 3 + 3 - h) % 3)
+            for t in range(c + 3 if h >= 0 else R):
+                if h < 0:
+                    y = t
+                    oy = y // 3
+                    if oy == ox:
+                        continue
+                elif t < c:  # y = σ^h q: y_h = ±x_h
+                    q = ix[base + t]
+                    oy = q // 3
+                    if oy == ox or oy == near[w]:
+                        continue
+                    y = 3 * oy + (q % 3 + h) % 3
+                else:  # the near orbit, in full
+                    oy = near[w]
+                    y = 3 * oy + t - c
+                    if oy < 0 or y >= R:
+                        continue
+                s0 = K._match(P, N, x, y, 0, mod2)
+                s1 = K._match(P, N, x, y, 1, mod2)
+                if s0 == 0 and s1 == 0:
+                    continue
+                s2 = K._match(P, N, x, y, 2, mod2)
+                eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
+                if eq < 2:
+                    continue
+                if eq == 3:
+                    if mod2 or s0 * s1 * s2 < 0:  # x + y == 0: both orbits cancel
+                        oy = y // 3
+                        hi, lo = (ox, oy) if ox > oy else (oy, ox)
+                        R = _remove_orbit(P, N, R, hi, watch)
+                        R = _remove_orbit(P, N, R, lo, watch)
+                        reductions += 2
+                        hint[:] = -1
+                        changed = True
+                        break
+                    continue
+                d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
+                sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
+                ok, np_, nn_ = K._add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
+                if not ok:
+                    continue
+                P[x, d] = np_
+                N[x, d] = nn_
+                R = _remove_orbit(P, N, R, y // 3, watch)
+                x = watch[w]  # x's orbit may have moved into y's rows
+                _regen(P, N, x, table)
+                reductions += 1
+                hint[:] = -1
+                changed = True
+                break
+            if changed:
+                break
+    return R, nf, reductions
+
+
+@njit(cache=True)
+def _sym_flip(P, N, R, rng, mod2, ix):
+    """A flip of two terms r, s of different orbits that share their slot-0 factor (up to sign):
+    a shared factor is drawn from the index ``ix`` (search.flips.valueindex), then two of its rows.
+    Returns (r, s, slot grown on r, slot shrunk on s), or −1s after 16 draws found no allowed pair.
+
+    Slot 0 suffices: the flip of (r, s) on slot t gives the orbits of the flip of (σr, σs) on
+    slot t + 1 (σ moves slot j to slot j + 1, transposing), and every factor of an orbit is slot 0
+    of one of its rows. The draw is uniform over shared factors, then over pairs of their rows (as
+    in Poole's solver), not over pairs of terms; it costs O(1) where a scan for partners cost
+    O(rank) (measured, <5,5,5> mod 2 at rank 105: 0.66 M flips/s with the scan).
+    """
+    for _ in range(16):
+        ns = shared_count(ix)
+        if ns == 0:
+            break
+        c, base = shared_rows(ix, K._below(rng, ns))
+        i = K._below(rng, c)
+        j = K._below(rng, c - 1)
+        if j >= i:
+            j += 1
+        r = ix[base + i]
+        s = ix[base + j]
+        if r // 3 == s // 3:
+            continue
+        sig = 1 if (mod2 or P[r, 0] == P[s, 0]) else -1  # same key: equal, or opposite
+        u, v = K._flip_drawn(P, N, r, s, 0, sig, rng, mod2)  # orbits share slot 0
+        if u >= 0:
+            return r, s, u, v
+    return -1, -1, -1, -1
+
+
+@njit(cache=True)
+def _sym_plus(P, N, R, rng, mod2, tries, table):
+    """A plus transition (``kernel.plus_pair``) on terms of two orbits; the new term starts orbit
+    R // 3 and the three changed orbits get their images. Returns (R, r, s, new)."""
+    r, s, _u, _v = K.plus_pair(P, N, R, rng, mod2, tries, 3)
+    if r < 0:
+        return R, -1, -1, -1
+    _regen(P, N, r, table)
+    _regen(P, N, s, table)
+    _regen(P, N, R, table)
+    return R + 3, r, s, R
+
+
+@njit(cache=True)
+def _sym_plus_settled(P, N, R, rng, mod2, tries, table, watch, FP, FN, nf, ix, ik, collapse):
+    """A plus transition, then the three changed orbits settled and the index rebuilt.
+    Returns (R, nf, reductions, whether a plus was made)."""
+    R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, tries, table)
+    if R2 == R:
+        return R, nf, 0, False
+    watch[0] = r
+    watch[1] = s
+    watch[2] = nw
+    R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
+    index_rebuild(ix, ik, P, N, R, mod2)
+    return R, nf, red, True
+
+
+@njit(cache=True)
+def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_rank, rng, out, table, collapse=True):
+    """``kernel.walk`` on the orbit part (R = 3·orbits rows); ``nfix[0]`` fixed terms in FP/FN.
+
+    ``stop_rank`` and ``max_rank`` count the whole scheme (orbit rows + fixed terms). With
+    ``collapse`` False the Z2 reduction of a σ-fixed orbit to one fixed term is not taken (it
+    changes the rank mod 3: a walk aiming at a rank of the start's residue would leave it). Flips are
+    drawn from an index of the rows' slot-0 factors, kept up to date row by row after a flip
+    and rebuilt after a reduction or a plus transition (rare next to flips).
+    """
+    ix, ik = new_index(P.shape[0])
+    index_rebuild(ix, ik, P, N, R, mod2)
+    watch = np.empty(3, np.int64)
+    hint = np.empty(3, np.int64)
+    near = np.empty(3, np.int64)
+    flips = 0
+    attempts = 0
+    reductions = 0
+    plus = 0
+    since = 0
+    misses = 0
+    nf = nfix[0]
+    while R + nf > stop_rank and flips < max_flips and R > 0:
+        attempts += 1
+        r, s, u, v = _sym_flip(P, N, R, rng, mod2, ix)
+        if r < 0:
+            misses += 1
+            if misses > 4 * R + 16:
+                if R + nf + 3 <= max_rank:
+                    R, nf, red, made = _sym_plus_settled(P, N, R, rng, mod2, 64, table, watch, FP, FN, nf,
+                                                         ix, ik, collapse)
+                    if made:
+                        plus += 1
+                        reductions += red
+                        misses = 0
+                        continue
+                break
+            continue
+        misses = 0
+        _regen(P, N, r, table)
+        _regen(P, N, s, table)
+        for k in range(3):
+            index_sync(ix, ik, P, N, r - r % 3 + k, R, mod2)
+            index_sync(ix, ik, P, N, s - s % 3 + k, R, mod2)
+        flips += 1
+        since += 1
+        watch[0] = r
+        watch[1] = s
+        watch[2] = -1
+        hint[0] = u
+        hint[1] = v
+        hint[2] = -1
+        near[0] = s // 3
+        near[1] = r // 3
+        near[2] = -1
+        R2, nf, red = _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse)
+        if red > 0:
+            reductions += red
+            since = 0
+            index_rebuild(ix, ik, P, N, R2, mod2)
+        R = R2
+        if since >= plateau and R + nf + 3 <= max_rank:
+            R, nf, red, made = _sym_plus_settled(P, N, R, rng, mod2, 16, table, watch, FP, FN, nf, ix, ik, collapse)
+            if made:
+                plus += 1
+            reductions += red
+            since = 0
+    nfix[0] = nf
+    out[K.OUT_RANK] = R + nf
+    out[K.OUT_FLIPS] = flips
+    out[K.OUT_REDUCTIONS] = reductions
+    out[K.OUT_PLUS] = plus
+    out[K.OUT_ATTEMPTS] = attempts
+    return R
