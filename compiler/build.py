@@ -3,6 +3,7 @@
     python -m compiler.build FILE [--backend torch|triton|cuda|all] [--levels L] [--only NAME]
                                   [--out DIR] [--json] [--schedule materialized|streaming] [--cutoff C]
                                   [--cse-effort default|high|rational] [--jobs J] [--altbasis]
+                                  [--compare-rational]
 
 FILE is anything ``compiler.load`` reads (fastmm .npz/.json, AlphaTensor's npz files). Every real
 factorization is verified exactly, lowered, CSE'd and emitted by each backend into ``--out``
@@ -13,6 +14,10 @@ and the files written. ``--json`` prints the same as one JSON object per line (k
 plus ``skipped``/``errors`` when something was not built). ``--altbasis`` adds the sparsest
 alternative basis found (``compiler.algebra.altbasis``, proven exactly): the core's additions and
 the transforms' additions per level, as ``core + transforms`` (key ``altbasis``).
+CSE keeps every temporary integral for an integral algorithm (bit-exact kernels);
+``--compare-rational`` also runs the rational CSE and notes ``(rational N)`` where it would need
+fewer additions (key ``additions_rational``); ``--cse-effort rational`` builds with it.
+Every emitted program passes translation validation (``compiler.codegen.validate``) first.
 
 Entries are built by ``--jobs`` worker processes (default: the CPUs this process may use, at most
 4), largest first; rows are printed in file order. ``--cse-effort default`` bounds the CSE per
@@ -50,7 +55,8 @@ def _num(x: Fraction) -> int | float:
 
 
 def build_one(f: Factorization, backends: list[str], levels: int, out: Path, source: str,
-              schedule: str, cutoff: int, cse_effort: str = "default", altbasis: bool = False) -> dict:
+              schedule: str, cutoff: int, cse_effort: str = "default", altbasis: bool = False,
+              compare_rational: bool = False) -> dict:
     """Build one factorization with every backend; the report row as a dict."""
     row: dict = {"name": f.label(), "shape": list(f.shape), "rank": f.rank, "field": f.field,
                  "additions_naive": None, "additions_cse": None, "stability": None, "outputs": []}
@@ -70,6 +76,9 @@ def build_one(f: Factorization, backends: list[str], levels: int, out: Path, sou
     plain, prog, _ = prepared
     row["additions_naive"] = plain.additions().total
     row["additions_cse"] = prog.additions().total
+    if compare_rational:  # what rational temporaries would save: the price of integral CSE
+        from compiler.ir.cse import cse_program
+        row["additions_rational"] = cse_program(plain, effort="rational").additions().total
     row["stability"] = _num(stability_factor(f))
     if altbasis:
         row["altbasis"] = _altbasis_row(f)
@@ -146,8 +155,10 @@ def _table(rows: list[dict]) -> str:
             outs += "  [" + "; ".join(e.split(":", 1)[0] + ": not built" for e in r["errors"]) + "]"
         a = r.get("altbasis")
         alt_cell = (f"{a['core']} + {a['transforms']}" if a else "-",) if alt else ()
-        body.append((r["name"], shape, str(r["rank"]), r["field"],
-                     f"{r['additions_naive']} → {r['additions_cse']}") + alt_cell + (str(r["stability"]), outs))
+        rational = r.get("additions_rational")
+        cse_cell = f"{r['additions_naive']} → {r['additions_cse']}" + (
+            f" (rational {rational})" if rational is not None and rational < r["additions_cse"] else "")
+        body.append((r["name"], shape, str(r["rank"]), r["field"], cse_cell) + alt_cell + (str(r["stability"]), outs))
     widths = [max(len(x[k]) for x in [head] + body) for k in range(len(head) - 1)]
     lines = []
     for x in [head] + body:
@@ -169,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cse-effort", default="default", choices=("default", "high", "rational"),
                     help="CSE effort per entry (default: bounded, all 93 AlphaTensor entries in < 1 min)")
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: usable CPUs, at most 4)")
+    ap.add_argument("--compare-rational", action="store_true",
+                    help="also run the rational CSE; the table notes entries where it needs fewer additions")
     ap.add_argument("--altbasis", action="store_true",
                     help="also search the sparsest alternative basis (core + transform additions per level)")
     try:
@@ -202,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = _default_jobs() if args.jobs is None else args.jobs
     for row in build_all(fs, jobs, backends=backends, levels=args.levels, out=out, source=str(args.file),
                          schedule=args.schedule, cutoff=args.cutoff, cse_effort=args.cse_effort,
-                         altbasis=args.altbasis):
+                         altbasis=args.altbasis, compare_rational=args.compare_rational):
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)

@@ -130,3 +130,12 @@ def test_parallel_build_is_the_serial_build(tmp_path, capsys):
     assert strip == [{k: v for k, v in r.items() if k != "outputs"} for r in two]
     for r1, r2 in zip(one, two):
         assert [Path(o).read_text() for o in r1["outputs"]] == [Path(o).read_text() for o in r2["outputs"]]
+
+
+def test_compare_rational_reports_the_price_of_integral_cse(tmp_path, capsys):
+    """--compare-rational adds the rational CSE's count; for Winograd both are 15."""
+    assert main([str(REPO / "factors" / "2x2x2.npz"), "--out", str(tmp_path), "--json", "--compare-rational",
+                 "--jobs", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    win = next(r for r in rows if r["name"].startswith("winograd"))
+    assert win["additions_cse"] == 15 and win["additions_rational"] == 15
