@@ -20,7 +20,7 @@ from functools import lru_cache
 import torch
 
 from compiler.codegen.emit_cuda import emit, kernel_names
-from compiler.codegen.emit_triton import EmittedSource
+from compiler.codegen.generated import GeneratedSource
 from compiler.algebra.factors import Factorization
 from compiler.codegen.backends import Backend, register_backend
 from kernels.operands import batched_operands
@@ -52,7 +52,7 @@ class CudaLevel:
     def __init__(self, f: Factorization, dtype: torch.dtype):
         import cupy  # lazily: only a GPU machine with CuPy gets here
         self.dtype_name = DTYPE_NAMES[dtype]
-        self.source: EmittedSource = emit(f, self.dtype_name)
+        self.source: GeneratedSource = emit(f, self.dtype_name)
         self.program = self.source.program
         self.n, self.m, self.p = self.program.shape
         self.rank = self.program.rank
@@ -107,7 +107,7 @@ class CudaMatmul:
         self.factorization = f
         self.options = options
 
-    def source(self, dtype: torch.dtype = torch.float32) -> EmittedSource:
+    def source(self, dtype: torch.dtype = torch.float32) -> GeneratedSource:
         return emit(self.factorization, DTYPE_NAMES[dtype])
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,8 @@ from typing import Callable, Literal
 import torch
 
 from compiler.algebra.constructions import kron
-from compiler.codegen.emit_triton import EmittedSource, emit
+from compiler.codegen.emit_triton import emit
+from compiler.codegen.generated import GeneratedSource
 from compiler.algebra.factors import Factorization
 from compiler.codegen.backends import Backend, register_backend
 from kernels.operands import batched_operands
@@ -122,7 +123,7 @@ def cache_dir() -> Path:
 _MODULES: dict[str, object] = {}
 
 
-def load_module(source: EmittedSource, folder: Path | None = None):
+def load_module(source: GeneratedSource, folder: Path | None = None):
     """Write ``source`` (atomically) and import it; one module object per file name per process."""
     hit = _MODULES.get(source.filename)
     if hit is not None:
@@ -224,7 +225,7 @@ class TritonMatmul:
         self._tuned: dict[tuple, TileConfig] = {}
 
     @property
-    def source(self) -> EmittedSource:
+    def source(self) -> GeneratedSource:
         return self.level.source
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

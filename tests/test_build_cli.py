@@ -103,7 +103,8 @@ LARGE = ["11,12,12", "9,9,9"]
 def test_large_alphatensor_entries_build_and_multiply_exactly(alphatensor_dir, tmp_path, capsys):
     import torch
 
-    from compiler.codegen.emit_torch import GeneratedFile, load as load_module
+    from compiler.codegen.emit_torch import load as load_module
+    from compiler.codegen.generated import GeneratedSource
     for key in LARGE:
         assert main([str(alphatensor_dir / "factorizations_r.npz"), "--only", key, "--out", str(tmp_path),
                      "--json", "--jobs", "1"]) == 0
@@ -111,7 +112,7 @@ def test_large_alphatensor_entries_build_and_multiply_exactly(alphatensor_dir, t
         n, m, p = (int(x) for x in key.split(","))
         assert row["shape"] == [n, m, p] and row["additions_cse"] < row["additions_naive"] / 2
         path = Path(row["outputs"][0])
-        mod = load_module(GeneratedFile(path.read_text(), path.name, "torch"), str(path))
+        mod = load_module(GeneratedSource(path.read_text(), path.name, "torch"), str(path))
         g = torch.Generator().manual_seed(0)
         # entries in [-2, 2]: partial sums stay far below 2**53 even with the 1/8 coefficients
         a = torch.randint(-2, 3, (n + 1, m), generator=g).double()

@@ -179,3 +179,16 @@ def test_golden_module_text(name, stem):
     for i in range(f.shape[0]):
         for k in range(f.shape[2]):
             assert f"    # c{i + 1}{k + 1} = " in text
+
+
+def test_file_names_are_keyed_by_the_source():
+    """CSE on and off (different text) never share a file name, for the torch and the GPU emitters;
+    the same options give the same name (the name is a hash of the text, not of the options)."""
+    from compiler.codegen import emit_cuda, emit_triton
+    from compiler.codegen.generated import GeneratedSource
+    f = library_algorithm("winograd")
+    on, off = emit(f, TorchConfig(cse=True)), emit(f, TorchConfig(cse=False))
+    assert isinstance(on, GeneratedSource) and on.filename != off.filename
+    assert on.filename == emit(f, TorchConfig(cse=True)).filename
+    assert emit_triton.emit(f, cse=True).filename != emit_triton.emit(f, cse=False).filename
+    assert emit_cuda.emit(f, "float32", cse=True).filename != emit_cuda.emit(f, "float32", cse=False).filename

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.codegen.emit_triton import EmittedSource, environment
+from compiler.codegen.emit_torch import environment
+from compiler.codegen.generated import GeneratedSource, source_filename
 from compiler.algebra.factors import Factorization
 from compiler.codegen.gpu_lowering import GpuProgram, lower
 
@@ -36,13 +37,13 @@ CUDA_TYPES: dict[str, CudaType] = {
 
 
 def emit(f: Factorization | GpuProgram, dtype: str = "float32", name: str | None = None,
-         factor_file: str = "", cse: bool = True) -> EmittedSource:
+         factor_file: str = "", cse: bool = True) -> GeneratedSource:
     """Render the CUDA kernels of one level of ``f`` for ``dtype`` (a key of ``CUDA_TYPES``)."""
     if dtype not in CUDA_TYPES:
         raise ValueError(f"dtype must be one of {sorted(CUDA_TYPES)}, got {dtype!r}")
     program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
     text = environment().get_template("cuda_module.jinja").render(p=program, t=CUDA_TYPES[dtype])
-    return EmittedSource(text, f"{program.name}_{program.digest[:12]}_{dtype}.cu", program, "cuda")
+    return GeneratedSource(text, source_filename(program.name, text, f"_{dtype}.cu"), "cuda", program)
 
 
 def kernel_names(program: GpuProgram, dtype: str) -> dict[str, str]:

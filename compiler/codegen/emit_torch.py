@@ -3,7 +3,8 @@
 Public API:
 
 - ``TorchConfig(levels=1, cutoff=128, schedule="materialized", cse=True, restarts=...)``: what to emit.
-- ``emit(f, config, source="") -> GeneratedFile``: renders ``templates/torch_module.jinja``
+- ``emit(f, config, source="") -> GeneratedSource`` (``compiler.codegen.generated``; its file name
+  carries a hash of the text, so CSE on and off never share one): renders ``templates/torch_module.jinja``
   (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program, after
   translation validation (``compiler.codegen.validate``: the rendered operations, workspace reuse
   and in-place updates included, run on exact symbolic blocks must give A·B); the file
@@ -33,6 +34,7 @@ from compiler.algebra.factors import Factorization
 from compiler.ir.program import Program
 from compiler.ir.lower import lower
 from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
+from compiler.codegen.generated import GeneratedSource, source_filename
 from compiler.codegen.validate import check_torch_ops
 
 GENERATOR_VERSION = "fastmm-torch-emit 1"
@@ -59,29 +61,6 @@ class TorchConfig:
         if self.schedule not in KINDS:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(KINDS)}")
         effort_of(self.cse_effort)  # raises on an unknown effort name
-
-
-@dataclass(frozen=True)
-class GeneratedFile:
-    """A generated source file: its text and a file name that says what it holds."""
-
-    text: str
-    filename: str
-    backend: str
-
-    def write(self, folder: Path) -> Path:
-        """Write atomically into ``folder`` (a crash never leaves half a module)."""
-        return write_atomically(Path(folder), self.filename, self.text)
-
-
-def write_atomically(folder: Path, filename: str, text: str) -> Path:
-    """Write ``text`` to ``folder/filename`` through a temporary file and a rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
 
 
 @lru_cache(maxsize=None)
@@ -212,7 +191,7 @@ def _safe(name: str) -> str:
 
 
 def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",
-         prepared: tuple[Program, Program, Schedule] | None = None) -> GeneratedFile:
+         prepared: tuple[Program, Program, Schedule] | None = None) -> GeneratedSource:
     """Render the torch module of ``f`` (see module docstring); ``prepared``: ``prepare(f, config)``."""
     plain, prog, sched = prepared or prepare(f, config)
     n, m, p = f.shape
@@ -229,11 +208,11 @@ def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = ""
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
         levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog))
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
-    filename = f"{_safe(f.label())}_{f.digest[:12]}_torch_{sched.kind}.py"
-    return GeneratedFile(text, filename, "torch")
+    filename = source_filename(_safe(f.label()), text, f"_torch_{sched.kind}.py")  # keyed by the text
+    return GeneratedSource(text, filename, "torch")
 
 
-def load(generated: GeneratedFile, path: str | None = None) -> types.ModuleType:
+def load(generated: GeneratedSource, path: str | None = None) -> types.ModuleType:
     """Execute generated text as a fresh module (``path`` names it in tracebacks)."""
     mod = types.ModuleType(generated.filename[:-3])
     mod.__file__ = path or f"<fastmm generated {generated.filename}>"

@@ -11,32 +11,17 @@ every c-block in the epilogue). Launching them is the kernels layer's job
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 
 
-from compiler.codegen.emit_torch import environment, write_atomically
+from compiler.codegen.emit_torch import environment
+from compiler.codegen.generated import GeneratedSource, source_filename
 from compiler.algebra.factors import Factorization
 from compiler.codegen.gpu_lowering import GpuProgram, lower
 
 
 
-@dataclass(frozen=True)
-class EmittedSource:
-    """A generated source file: its text, a file name that says what it holds, and the program it renders."""
-
-    text: str
-    filename: str
-    program: GpuProgram
-    backend: str
-
-    def write(self, folder: Path) -> Path:
-        """Write atomically into ``folder`` (a crash never leaves half a kernel file)."""
-        return write_atomically(Path(folder), self.filename, self.text)
-
-
 def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: str = "",
-         cse: bool = True) -> EmittedSource:
+         cse: bool = True) -> GeneratedSource:
     """Render the Triton module of one level of ``f``; ``name`` overrides the kernel prefix.
 
     ``factor_file`` (the file ``f`` was read from) goes into the provenance header; ``cse=False``
@@ -45,4 +30,4 @@ def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: st
     program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
     text = environment().get_template("triton_module.jinja").render(p=program)
     compile(text, program.name, "exec")  # the module must at least parse; fail here, not at launch
-    return EmittedSource(text, f"{program.name}_{program.digest[:12]}_triton.py", program, "triton")
+    return GeneratedSource(text, source_filename(program.name, text, "_triton.py"), "triton", program)
