@@ -7,7 +7,7 @@ Public API:
   carries a hash of the text, so CSE on and off never share one): renders ``templates/torch_module.jinja``
   (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program, after
   translation validation (``compiler.codegen.validate``: the rendered operations, workspace reuse
-  and in-place updates included, run on exact symbolic blocks must give A·B); the file
+  and in-place updates included, run on random exact blocks must give A·B); the file
   carries a provenance header (source, name, sha256, generator version) and one comment per
   product and per output.
 - ``load(generated) -> module``: executes the generated text as a module (what ``compiler.compile``
@@ -197,7 +197,7 @@ def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = ""
     n, m, p = f.shape
     plan = sched.plan
     steps = render_steps(sched)
-    # translation validation: the very operations the template prints, run on exact symbolic blocks
+    # translation validation: the very operations the template prints, run on random exact blocks
     check_torch_ops(f.shape, prog.rank, steps, f"{f.label()} ({sched.kind} schedule)",
                     lambda side, i, j: block_name(side, i, j, f.shape))
     plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + 1} c-blocks" + (

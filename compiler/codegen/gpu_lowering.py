@@ -13,7 +13,7 @@ This module turns a ``Factorization`` into a ``GpuProgram``: plain frozen data (
 load, one ``Assign`` per product operand / output block / shared temporary, exact ``Fraction``
 coefficients with their literal text). The templates hold all kernel text; this module holds the
 decisions. Every ``GpuProgram`` is proven before it is returned (``compiler.codegen.validate``:
-its stages and its fused view run on exact symbolic blocks). It reads the compiler's IR (``compiler.ir.program``, lowered by ``compiler.ir.lower``): the shared
+its stages and its fused view run on random exact blocks). It reads the compiler's IR (``compiler.ir.program``, lowered by ``compiler.ir.lower``): the shared
 temporaries that ``compiler.ir.cse`` found become local variables of the combination kernels (Winograd's
 15 additions), while the fused GEMM's operand loads use each product's expanded combination (a
 temporary shared between products cannot be shared inside one product's K-loop).

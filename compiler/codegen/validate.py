@@ -1,4 +1,4 @@
-"""Translation validation: run what an emitter will print, on exact symbolic blocks, before it is written.
+"""Translation validation: run what an emitter will print, on random exact blocks, before it is written.
 
 Every torch module is rendered from a list of operations (``emit_torch.render_steps``: ``copy``,
 ``scale``, ``add``, ``sub``, ``axpy``, in-place ``add_``/``sub_``/``axpy_``, ``product`` with alpha

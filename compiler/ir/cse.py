@@ -424,9 +424,9 @@ def _differences(exprs: list[dict], order: list[int], n_leaves: int, single: boo
                 if 2 < best_cost and len(res) >= 2 and len(res) in lengths:
                     key, s = _normal_key(res)
                     hit = normal.get(key)
-                    if hit is not None and hit[0] != j and (not integral or type(_quot(s, hit[1])) is int):
-                        k, sk = hit  # res = s·(T_k / sk)
-                        best, best_cost = (j, lam, {n_leaves + k: _quot(s, sk)}), 2
+                    mu = _quot(s, hit[1]) if hit is not None and hit[0] != j else None
+                    if mu is not None and (not integral or type(mu) is int):
+                        best, best_cost = (j, lam, {n_leaves + hit[0]: mu}), 2  # res = mu·T_k
                         continue
                 if len(res) + 1 < best_cost:
                     best, best_cost = (j, lam, res), len(res) + 1

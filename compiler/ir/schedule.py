@@ -18,8 +18,8 @@ Steps:
 
 Each ``Combine``/``Product`` also records its *intent*: ``((node, coef), ...)``, the IR value that
 ``dst`` holds once the step has run (``Σ coef·node``; a partial sum while an output accumulates).
-Translation validation (``compiler.codegen.validate``) executes the rendered steps on exact
-symbolic blocks and compares each step's result with its intent, so a failure names the first
+Translation validation (``compiler.codegen.validate``) executes the rendered steps on random
+exact blocks (residues modulo a prime) and compares each step's result with its intent, so a failure names the first
 wrong step, not just the wrong output.
 
 Two kinds, both with a ``MemoryPlan`` (slot counts; workspace is allocated once per level by the
@@ -224,12 +224,13 @@ def materialized(program: Program) -> Schedule:
         for a, c in x.terms:
             consumers.setdefault(a, []).append((x, c))
     sink: dict[Node, Ref] = {}
+    started: set[Node] = set()
     partial: dict[Node, tuple] = {}  # what each c-side buffer holds so far, as ((node, coef), ...)
 
     def add(x: Node, node: Node, coef: Fraction) -> tuple:
+        """The intent of a step that adds coef·node to x's buffer (which it starts if x is fresh)."""
         partial[x] = (partial[x] if x in started else ()) + ((node, Fraction(coef)),)
         return partial[x]
-    started: set[Node] = set()
     remaining = {x: len(x.args) for x in c_nodes}
     for o, rows in out_rows.items():
         if o.op == "mul":  # an output that is exactly one product: a pseudo-consumer with coef 1
