@@ -7,8 +7,8 @@
 
 from fastmm._version import __version__
 from fastmm.planner import DEFAULT_CONFIG, PlannerConfig
-from fastmm.plans import Plan, TileConfig
+from fastmm.plans import CombineTile, GemmTile, Plan, TileConfig
 from fastmm.runtime import Explanation, TuneResult, explain, matmul, tune
 
-__all__ = ["DEFAULT_CONFIG", "Explanation", "Plan", "PlannerConfig", "TileConfig", "TuneResult", "explain",
+__all__ = ["CombineTile", "DEFAULT_CONFIG", "Explanation", "GemmTile", "Plan", "PlannerConfig", "TileConfig", "TuneResult", "explain",
            "matmul", "tune", "__version__"]

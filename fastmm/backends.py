@@ -17,7 +17,7 @@ import torch
 
 import kernels  # noqa: F401  (registers the Triton and CUDA backends)
 from compiler.algebra.factors import Factorization
-from compiler.codegen.backends import BackendNotImplemented, get_backend, registered_names
+from compiler.codegen.backends import BackendNotImplemented, CombinationTraffic, get_backend, registered_names
 from compiler.codegen.pipeline import compile as compile_
 
 Executor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -69,20 +69,36 @@ def schedules(backend: str) -> tuple[str, ...]:
     return get_backend(backend).schedules or (DEFAULT_SCHEDULE,)
 
 
+def tiles(backend: str) -> tuple:
+    """The tile configurations a backend declares (``Backend.tiles``); empty: it takes none."""
+    return get_backend(backend).tiles
+
+
+def traffic(backend: str, schedule: str) -> CombinationTraffic:
+    """The combination traffic ``backend`` declares for ``schedule`` (what the cost model prices)."""
+    return get_backend(backend).traffic_of(schedule)
+
+
 @functools.lru_cache(maxsize=128)
-def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool = False) -> Executor:
+def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool = False,
+          tile=None) -> Executor:
     """A callable (a, b) -> a @ b for 2-D or same-batch 3-D tensors running ``levels`` levels of ``f``.
 
     The plan has already decided how many levels pay, so the compiler's own cutoff is set to 1:
     every level is applied (with dynamic peeling for sizes the block shape does not divide).
     ``tf32``: fp32 products may use TF32 tensor cores (the caller passes torch's current fp32
     precision mode, ``uses_tf32``). The torch backend's leaves are torch.matmul and follow torch's
-    setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly.
+    setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly. ``tile``: one
+    of the backend's declared ``tiles`` (None: its default, or its own autotuner).
     """
     be = get_backend(backend)
     if schedule not in schedules(backend):
         raise ValueError(f"the {backend} backend has no schedule {schedule!r}; it offers {', '.join(schedules(backend))}")
+    if tile is not None and tile not in be.tiles:
+        raise ValueError(f"the {backend} backend does not declare the tile {tile.label()}")
     options = {"schedule": schedule} if be.schedules else {}
+    if tile is not None:
+        options["tiles"] = tile
     if "cutoff" in be.options:
         options["cutoff"] = 1
     if "tf32" in be.options:

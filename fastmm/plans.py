@@ -2,36 +2,23 @@
 
 A :class:`Plan` names everything that decides which code runs: the factorization (by name and
 content digest), how many recursion levels, the schedule of the linear combinations, the
-compiler backend, and the tile configuration of the leaf kernel. ``TORCH_MATMUL`` is the vendor
+compiler backend, and the tile configuration of the leaf kernel (``None``: the backend's default,
+which for the Triton backend means its own tile autotuner on a GPU; always ``None`` for a backend
+whose leaves are BLAS calls). ``key``, ``to_dict``/``from_dict`` (the tuning cache) and the custom
+op's plan argument round-trip every field, the tile included. ``TORCH_MATMUL`` is the vendor
 plan and is always a candidate.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from compiler.algebra.factors import Factorization
+from compiler.codegen.tiles import CombineTile, GemmTile, TileConfig  # the one tile type, shared with kernels
+
+NO_TILE = "default-tile"  # the key's tile part when the backend's own default (or autotuner) decides
 
 VENDOR = "torch.matmul"
-
-
-@dataclass(frozen=True)
-class TileConfig:
-    """Leaf-kernel tiling for generated (Triton/CUDA) leaves; all zero for BLAS leaves."""
-
-    block_m: int = 0
-    block_n: int = 0
-    block_k: int = 0
-    num_warps: int = 0
-    num_stages: int = 0
-
-    def is_default(self) -> bool:
-        return self == TileConfig()
-
-    def label(self) -> str:
-        if self.is_default():
-            return "blas-leaf"
-        return f"{self.block_m}x{self.block_n}x{self.block_k}/w{self.num_warps}/s{self.num_stages}"
 
 
 @dataclass(frozen=True)
@@ -41,9 +28,9 @@ class Plan:
     algorithm: str                    # factorization name, or VENDOR
     digest: str = ""                  # Factorization.digest ("" for VENDOR)
     levels: int = 0
-    schedule: str = "materialized"    # materialized | streamed | fused
+    schedule: str = "materialized"    # one of the backend's declared schedules (Backend.schedules)
     backend: str = VENDOR             # VENDOR, or a compiler backend name ("torch", "triton", ...)
-    tile: TileConfig = field(default_factory=TileConfig)
+    tile: TileConfig | None = None    # one of the backend's declared tiles (Backend.tiles), or its default
     factorization: Factorization | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
@@ -56,7 +43,7 @@ class Plan:
         if self.is_vendor:
             return VENDOR
         return (f"{self.algorithm}@{self.digest[:16]}/L{self.levels}/{self.schedule}/{self.backend}"
-                f"/{self.tile.label()}")
+                f"/{self.tile.label() if self.tile is not None else NO_TILE}")
 
     def describe(self) -> str:
         if self.is_vendor:
@@ -65,18 +52,18 @@ class Plan:
         rank = f"rank {f.rank} " if f is not None else ""
         return (f"{self.algorithm} ({rank}{'x'.join(map(str, f.shape)) if f is not None else ''}) × "
                 f"{self.levels} level{'s' * (self.levels != 1)}, {self.schedule}, backend {self.backend}, "
-                f"{self.tile.label()}")
+                f"{self.tile.label() if self.tile is not None else NO_TILE}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("factorization")
-        return d
+        return {"algorithm": self.algorithm, "digest": self.digest, "levels": self.levels,
+                "schedule": self.schedule, "backend": self.backend,
+                "tile": None if self.tile is None else self.tile.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         d = dict(d)
-        d["tile"] = TileConfig(**d.get("tile", {}))
-        return cls(**d)
+        tile = d.pop("tile", None)
+        return cls(**d, tile=None if tile is None else TileConfig.from_dict(tile))
 
 
 TORCH_MATMUL = Plan(VENDOR)

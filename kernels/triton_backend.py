@@ -41,43 +41,14 @@ from compiler.algebra.constructions import kron
 from compiler.codegen.emit_triton import emit
 from compiler.codegen.generated import GeneratedSource
 from compiler.algebra.factors import Factorization
-from compiler.codegen.backends import Backend, register_backend
+from compiler.codegen.backends import Backend, CombinationTraffic, register_backend
+from compiler.codegen.tiles import CombineTile, GemmTile, TileConfig  # the one tile type (shared with the planner)
 from kernels.operands import batched_operands
 from kernels.timing import median_ms
 
 Schedule = Literal["streaming", "fused_operands", "fused"]
 SCHEDULES: tuple[str, ...] = ("streaming", "fused_operands", "fused")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-@dataclass(frozen=True)
-class CombineTile:
-    """Tile of the element-wise combination kernels (``combine_a``/``_b``/``_c``)."""
-
-    tile_r: int = 32
-    tile_c: int = 64
-    num_warps: int = 4
-    tile_b: int = 1  # batch entries per tile: >1 pays off when nested levels make blocks small
-
-
-@dataclass(frozen=True)
-class GemmTile:
-    """Tile of the leaf GEMM kernels (``product_gemm``, ``fused_gemm``); all three sizes ≥ 16 for ``tl.dot``."""
-
-    block_m: int = 64
-    block_n: int = 64
-    block_k: int = 32
-    num_warps: int = 4
-    num_stages: int = 3
-    group_m: int = 8  # tile-rows per L2 group (8: the usual choice for square GEMMs on A100/H100)
-
-
-@dataclass(frozen=True)
-class TileConfig:
-    """One autotuning candidate: the tiles of every kernel a schedule launches."""
-
-    combine: CombineTile = CombineTile()
-    gemm: GemmTile = GemmTile()
 
 
 # The short list the autotuner times on a GPU (first entry = default, and what the interpreter uses).
@@ -315,7 +286,12 @@ BACKEND = register_backend(Backend(
               "fused_operands | fused); CUDA GPUs, or CPU under TRITON_INTERPRET=1",
     _emit_files, triton_matmul, devices=("cuda", "cpu-interpreter"),
     dtypes=("float32", "float16", "bfloat16", "float64"),
-    options=("schedule", "flatten", "tf32", "tiles", "candidates"), schedules=SCHEDULES))
+    options=("schedule", "flatten", "tf32", "tiles", "candidates"), schedules=SCHEDULES, tiles=CANDIDATES,
+    # the bottom level's operand sums are formed in the GEMM's tile loads ("fused_operands",
+    # "fused"), and "fused" adds W[q,r]·acc into the c-blocks in its epilogue: that traffic never
+    # goes through memory
+    traffic={"fused_operands": CombinationTraffic(a=0.0, b=0.0),
+             "fused": CombinationTraffic(a=0.0, b=0.0, c=0.0)}))
 
 
 __all__ = ["CANDIDATES", "CombineTile", "GemmTile", "SCHEDULES", "TileConfig", "TritonLevel", "TritonMatmul",

@@ -1,11 +1,17 @@
 """The one registry of code-generation backends.
 
 A ``Backend`` says what it is (``name``, ``description``, ``devices``, ``dtypes``, the keyword
-``options`` and the ``schedules`` it accepts, the first being its default) and how to
+``options`` and the ``schedules`` it accepts, the first being its default, the ``tiles``
+(``compiler.codegen.tiles.TileConfig``) its generated leaf kernels accept, and, per schedule, the
+``traffic`` its linear combinations move, which is what the runtime's cost model prices) and how to
 ``emit(f, levels=..., **options) -> list[GeneratedSource]`` and, optionally, how to
 ``make_callable(f, levels=..., **options)``, returning ``(a, b) -> a @ b``.
 
-Public API: ``Backend``, ``register_backend(backend)``, ``get_backend(name)``, ``backend_names()``,
+The declaration is the whole contract: the planner builds only plans a backend declares (schedule,
+tile, dtype, device) and the cost model reads its backend-specific terms from ``traffic``, so a
+new backend or schedule needs nothing beyond its entry here.
+
+Public API: ``Backend``, ``CombinationTraffic``, ``register_backend(backend)``, ``get_backend(name)``, ``backend_names()``,
 ``registered_names()``, ``BackendNotImplemented``.
 
 The compiler holds only the registry. The torch backend is registered by
@@ -35,6 +41,26 @@ class BackendNotImplemented(NotImplementedError):
 
 
 @dataclass(frozen=True)
+class CombinationTraffic:
+    """The share of a schedule's linear-combination memory traffic that really goes through memory.
+
+    The cost model counts, per level, the blocks a materialized schedule reads and writes: the
+    a-side and b-side operand sums and the c-side output sums. A schedule that forms the operand
+    sums inside its leaf kernel's loads pays ``a = b = 0`` at the bottom level; one that adds the
+    products into the c-blocks in the leaf's epilogue pays ``c = 0`` there; ``upper`` scales the
+    levels above the bottom one. 1.0 everywhere is the materialized schedule.
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 1.0
+    upper: float = 1.0
+
+
+MATERIALIZED_TRAFFIC = CombinationTraffic()
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     description: str
@@ -45,6 +71,14 @@ class Backend:
     options: tuple[str, ...] = field(default=())  # keyword options emit/make_callable accept
     # the values ``schedule=`` accepts, the first being the default; empty: no schedule option
     schedules: tuple[str, ...] = ()
+    # the tile configurations its generated leaf kernels accept (``TileConfig``), the first being
+    # the default; empty: leaves are library calls and take no tile (a plan then carries None)
+    tiles: tuple[Any, ...] = ()
+    # per schedule, the combination traffic it pays (``CombinationTraffic``); absent: materialized
+    traffic: dict[str, CombinationTraffic] = field(default_factory=dict)
+
+    def traffic_of(self, schedule: str) -> CombinationTraffic:
+        return self.traffic.get(schedule, MATERIALIZED_TRAFFIC)
 
 
 _REGISTRY: dict[str, Backend] = {}
