@@ -11,32 +11,52 @@ A plan with L levels of an <n0,m0,p0; R> factorization on an (N, K, P) product d
   single-block combination is a free view, and every output block reads its terms and is
   written once (``_traffic_blocks``). Every elementwise op also pays ``op_overhead``.
 
-The vendor plan is one GEMM of the whole product. Numbers are per device kind and dtype; the
-defaults below were measured on the development machine (see ``CPU_DEFAULT``), and
-``calibrate()`` measures them on the current machine (``fastmm.tune`` uses it).
+A backend's schedule may keep some of that traffic out of memory (a fused GEMM forms its operand
+sums in its tile loads): the backend declares it (``Backend.traffic``, a ``CombinationTraffic``
+per schedule) and the planner passes it here, so this module names no backend. A batch of B
+products costs B times one (the torch backend runs a batch as batched GEMMs and additions over
+the whole batch: per-op overhead is paid once, but it is negligible at the sizes planned).
+
+The vendor plan is one GEMM of the whole product. Numbers are per device and dtype: measured on
+the machine itself on first use (``fastmm.calibrate``, cached per device and versions), or,
+where calibration is off or not yet run, the defaults below, which come from one development
+machine (``CPU_DEFAULT``) or a datasheet (``CUDA_DEFAULT``). ``DeviceCost.measured`` says which.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from compiler.algebra.factors import Factorization
+from compiler.codegen.backends import MATERIALIZED_TRAFFIC, CombinationTraffic
 from fastmm.plans import Plan
 
 
 @dataclass(frozen=True)
 class DeviceCost:
-    """Calibrated speed numbers for one device kind and dtype."""
+    """Speed numbers for one device and dtype; ``measured`` names the fields measured on this
+    machine (``fastmm.calibrate``), the others being built-in defaults."""
 
     peak_flops: float     # GEMM flop/s on large square operands
     half_size: float      # GEMM dimension at which the GEMM reaches half of peak_flops
-    bandwidth: float      # bytes/s of an out-of-place elementwise add (2 reads + 1 write counted)
+    bandwidth: float      # bytes/s of the combination kernels (reads + writes counted)
     op_overhead: float    # seconds of fixed cost per torch op (dispatch, launch)
+    measured: tuple[str, ...] = ()
+    source: str = "built-in default"   # where the measured fields come from
+
+    FIELDS = ("peak_flops", "half_size", "bandwidth", "op_overhead")
+
+    def describe(self) -> str:
+        parts = []
+        for name, unit, scale in (("peak_flops", "GFLOP/s", 1e-9), ("half_size", "", 1.0),
+                                  ("bandwidth", "GB/s", 1e-9), ("op_overhead", "µs", 1e6)):
+            tag = "measured" if name in self.measured else "default"
+            parts.append(f"{name}={getattr(self, name) * scale:.4g}{(' ' + unit) if unit else ''} ({tag})")
+        return ", ".join(parts) + f"; {self.source}"
 
     def gemm_time(self, n: float, k: float, p: float) -> float:
         d = min(n, k, p)
@@ -89,8 +109,10 @@ def _traffic_blocks(f: Factorization) -> tuple[float, float, float, int]:
     return ta, tb, tc, ops
 
 
-def plan_time(plan: Plan, n: int, k: int, p: int, cost: DeviceCost, itemsize: int, batch: int = 1) -> float:
-    """Predicted seconds for ``plan`` on ``batch`` products of shape (n, k, p)."""
+def plan_time(plan: Plan, n: int, k: int, p: int, cost: DeviceCost, itemsize: int, batch: int = 1,
+              traffic: CombinationTraffic = MATERIALIZED_TRAFFIC) -> float:
+    """Predicted seconds for ``plan`` on ``batch`` products of shape (n, k, p); ``traffic``: the
+    share of the combination traffic the plan's backend declares for its schedule."""
     if plan.is_vendor or plan.factorization is None:
         return batch * cost.gemm_time(n, k, p)
     f = plan.factorization
@@ -101,44 +123,12 @@ def plan_time(plan: Plan, n: int, k: int, p: int, cost: DeviceCost, itemsize: in
     for level in range(plan.levels):
         subproblems = f.rank ** level
         bn, bk, bp = dn / n0, dk / m0, dp / p0
-        ta_l, tb_l, tc_l = ta, tb, tc
-        if level == plan.levels - 1 and plan.backend == "triton" and plan.schedule in ("fused_operands", "fused"):
-            # the bottom level's operand sums are formed in the GEMM's tile loads, and "fused" adds
-            # W[q,r]·acc into the c-blocks in its epilogue: that traffic never goes through memory
-            ta_l = tb_l = 0.0
-            tc_l = 0.0 if plan.schedule == "fused" else tc
-        moved = ta_l * bn * bk + tb_l * bk * bp + tc_l * bn * bp
+        if level == plan.levels - 1:
+            sa, sb, sc = traffic.a, traffic.b, traffic.c
+        else:
+            sa = sb = sc = traffic.upper
+        moved = sa * ta * bn * bk + sb * tb * bk * bp + sc * tc * bn * bp
         total += subproblems * (moved * itemsize / cost.bandwidth + ops * cost.op_overhead)
         dn, dk, dp = bn, bk, bp
     total += f.rank ** plan.levels * cost.gemm_time(dn, dk, dp)
     return batch * total
-
-
-def calibrate(device: torch.device | str, dtype: torch.dtype, size: int = 1024, reps: int = 3) -> DeviceCost:
-    """Measure this device's numbers (takes about a second on a CPU at the default size)."""
-    device = torch.device(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    def median_time(fn) -> float:
-        fn()
-        sync()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
-
-    base = default_cost(device.type, dtype)
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    out = torch.empty_like(a)
-    t_big = median_time(lambda: torch.matmul(a, b))
-    small = torch.randn(8, 8, device=device).to(dtype)
-    t_small = median_time(lambda: torch.matmul(small, small))
-    t_add = median_time(lambda: torch.add(a, b, out=out))
-    rate = 2.0 * size ** 3 / max(t_big - t_small, 1e-12)
-    peak = rate * (size + base.half_size) / size
-    bandwidth = 3 * a.numel() * a.element_size() / max(t_add - t_small, 1e-12)
-    return DeviceCost(peak_flops=peak, half_size=base.half_size, bandwidth=bandwidth, op_overhead=t_small)

@@ -3,14 +3,20 @@
 For one problem (device, dtype, precision mode, shapes) the planner
 
 1. lists candidates: ``TORCH_MATMUL`` plus every (factorization × levels × schedule × backend ×
-   tile) the device supports (``fastmm.backends.available``);
+   tile) that a backend declares for the device and dtype (``fastmm.backends.available``,
+   ``Backend.schedules``, ``Backend.tiles``): only plans a backend accepts are ever built;
 2. refuses candidates whose predicted error growth exceeds the dtype's bound
-   (``fastmm.accuracy``) or whose leaf GEMMs would be smaller than ``min_leaf``;
-3. ranks the rest with the cost model (``fastmm.cost``), or takes the measured winner from the
-   tuning cache when there is one (``fastmm.tune`` / ``FASTMM_AUTOTUNE=1``).
+   (``fastmm.accuracy``), whose leaf GEMMs would be smaller than ``min_leaf``, or that the tuning
+   cache records as measured slower than torch.matmul for this problem;
+3. ranks the rest with the cost model (``fastmm.cost``, with the backend's declared combination
+   traffic for the schedule, and constants measured on this machine: ``fastmm.calibrate``), or
+   takes the measured winner from the tuning cache when there is one (tuning by use,
+   ``fastmm.tuning``; or ``fastmm.tune``).
 
-A fast plan is chosen only when it is predicted to beat torch.matmul by ``margin``: the model is
-calibrated, not exact, and a user must never regret calling fastmm.matmul.
+A fast plan is chosen on the model alone only when it is predicted to beat torch.matmul by
+``margin``: the model is calibrated, not exact, and a user must never regret calling
+fastmm.matmul. By default (``FASTMM_AUTOTUNE`` unset) the runtime does not even trust that: it
+measures the best candidates against torch.matmul on the user's first calls.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from compiler.algebra.formats import load
 from compiler.algebra.library import library_algorithm
 from fastmm import accuracy, backends
 from fastmm.cost import DeviceCost, default_cost, plan_time
-from fastmm.plans import TORCH_MATMUL, Plan, TileConfig
+from fastmm.plans import TORCH_MATMUL, Plan
+from fastmm.tuning import TuneRule
 
 FAST_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -39,8 +46,13 @@ class PlannerConfig:
     algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
     max_levels: int = 3
     # Schedules to consider, per backend among those it declares (``Backend.schedules``); a
-    # backend that offers none of them runs its default. Empty: every schedule each backend offers.
-    schedules: tuple[str, ...] = ("materialized",)
+    # backend that offers none of them runs its default. Empty: every schedule each backend
+    # declares, except one whose declared combination traffic (``Backend.traffic``) equals an
+    # earlier one's: the model could not tell them apart (torch's "streaming" = "materialized").
+    schedules: tuple[str, ...] = ()
+    # True: one candidate per tile configuration the backend declares (``Backend.tiles``; for
+    # fastmm.tune on a GPU). False: plans carry no tile and the backend uses its default/autotuner.
+    tiles: bool = False
     # Backends to consider; None: every backend that runs natively on the device. Naming one
     # also admits it where it only runs interpreted (Triton on a CPU under TRITON_INTERPRET=1).
     backends: tuple[str, ...] | None = None
@@ -54,14 +66,27 @@ class PlannerConfig:
     reject_below: int = 1024
     # A fast plan must be predicted this much faster than torch.matmul to be chosen.
     margin: float = 0.05
-    # None: follow the environment variable FASTMM_AUTOTUNE (1 = measure on a cache miss).
-    autotune: bool | None = None
-    cost: DeviceCost | None = None        # None: the calibrated defaults for the device kind
+    # None: follow the environment variable FASTMM_AUTOTUNE: unset or "1": tune by use (the first
+    # calls of an undecided product measure the candidates, fastmm.tuning); "eager": measure every
+    # candidate on the first call (what fastmm.tune does); "0": the cost model alone.
+    # True = "use", False = "0".
+    autotune: bool | str | None = None
+    tuning: TuneRule = TuneRule()         # the statistical rule of tuning by use
+    cost: DeviceCost | None = None        # None: measured on this machine (fastmm.calibrate), else defaults
+
+    def autotune_mode(self) -> str:
+        """"use", "eager" or "off"."""
+        value = self.autotune
+        if value is None:
+            value = os.environ.get("FASTMM_AUTOTUNE", "1")
+        if value is True:
+            return "use"
+        if value is False or str(value).lower() in ("0", "false", "off", "no"):
+            return "off"
+        return "eager" if str(value).lower() == "eager" else "use"
 
     def autotune_enabled(self) -> bool:
-        if self.autotune is not None:
-            return self.autotune
-        return os.environ.get("FASTMM_AUTOTUNE", "0") not in ("", "0", "false", "False")
+        return self.autotune_mode() != "off"
 
 
 DEFAULT_CONFIG = PlannerConfig()
@@ -114,6 +139,8 @@ class Decision:
     plan: Plan
     reason: str
     candidates: tuple[Scored, ...] = field(default=())
+    cost: DeviceCost | None = None                  # the constants the candidates were scored with
+    trial: object = field(default=None, compare=False)   # a fastmm.tuning.Trial while tuning by use
 
 
 @functools.lru_cache(maxsize=64)
@@ -135,10 +162,17 @@ def resolve_algorithm(algorithm) -> Factorization:
 
 
 def _schedules(backend: str, config: PlannerConfig) -> tuple[str, ...]:
-    """The schedules the planner tries on ``backend``: ``config.schedules`` among those it offers."""
+    """The schedules the planner tries on ``backend``: ``config.schedules`` among those it offers
+    (its default if none), or, with none configured, each declared one whose combination traffic
+    differs from every earlier one's."""
     offered = backends.schedules(backend)
-    chosen = tuple(s for s in config.schedules if s in offered)
-    return (chosen or offered[:1]) if config.schedules else offered
+    if config.schedules:
+        chosen = tuple(s for s in config.schedules if s in offered)
+        return chosen or offered[:1]
+    distinct: dict = {}
+    for s in offered:
+        distinct.setdefault(backends.traffic(backend, s), s)
+    return tuple(distinct.values())
 
 
 def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
@@ -158,17 +192,24 @@ def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorit
     level_range = [levels] if levels is not None else range(1, config.max_levels + 1)
     for f in algos:
         for name in names:
+            tiles = (backends.tiles(name) if config.tiles else ()) or (None,)
             for lv in level_range:
                 for schedule in _schedules(name, config):
-                    out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, TileConfig(), f))
+                    for tile in tiles:
+                        out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, tile, f))
     return out
 
 
-def score(plan: Plan, problem: Problem, config: PlannerConfig, cost: DeviceCost, forced: bool = False) -> Scored:
+def score(plan: Plan, problem: Problem, config: PlannerConfig, cost: DeviceCost, forced: bool = False,
+          slower: frozenset[str] = frozenset()) -> Scored:
     itemsize = torch.empty((), dtype=problem.dtype).element_size()
-    t = plan_time(plan, problem.n, problem.k, problem.p, cost, itemsize, problem.batch)
+    traffic = None if plan.is_vendor else backends.traffic(plan.backend, plan.schedule)
+    t = plan_time(plan, problem.n, problem.k, problem.p, cost, itemsize, problem.batch,
+                  *(() if traffic is None else (traffic,)))
     if plan.is_vendor:
         return Scored(plan, t)
+    if plan.key in slower and not forced:
+        return Scored(plan, float("inf"), "measured slower than torch.matmul here (tuning cache)")
     f = plan.factorization
     growth = accuracy.error_growth(f, plan.levels)
     bound = accuracy.MAX_ERROR_GROWTH.get(problem.dtype, 1.0)
@@ -182,12 +223,17 @@ def score(plan: Plan, problem: Problem, config: PlannerConfig, cost: DeviceCost,
     return Scored(plan, t)
 
 
+def cost_of(problem: Problem, config: PlannerConfig) -> DeviceCost:
+    return config.cost or default_cost(problem.device.type, problem.dtype)
+
+
 def rank(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None, levels=None,
-         backend=None) -> list[Scored]:
-    """All candidates scored, best predicted first; refused ones last."""
-    cost = config.cost or default_cost(problem.device.type, problem.dtype)
+         backend=None, slower: frozenset[str] = frozenset()) -> list[Scored]:
+    """All candidates scored, best predicted first; refused ones last (``slower``: keys of plans
+    measured slower than torch.matmul for this problem)."""
+    cost = cost_of(problem, config)
     forced = algorithm is not None or levels is not None or backend is not None
-    scored = [score(p, problem, config, cost, forced) for p in
+    scored = [score(p, problem, config, cost, forced, slower) for p in
               candidates(problem, config, algorithm, levels, backend)]
     return sorted(scored, key=lambda s: (s.refused is not None, s.predicted_s))
 
@@ -206,24 +252,37 @@ def decide(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=N
         if forced:
             raise RuntimeError(f"cannot run a fast plan: {missing}")
         return Decision(TORCH_MATMUL, f"{missing}; torch.matmul")
-    scored = rank(problem, config, algorithm, levels, backend)
+    slower = cache.slower_for(problem) if cache is not None and not forced else frozenset()
+    scored = rank(problem, config, algorithm, levels, backend, slower)
+    cost = cost_of(problem, config)
     usable = [s for s in scored if s.refused is None]
     if forced:
         if not usable:
             why = "; ".join(f"{s.plan.key}: {s.refused}" for s in scored) or "no backend supports this device"
             raise ValueError(f"no allowed plan for the requested algorithm/levels/backend: {why}")
-        return Decision(usable[0].plan, "requested explicitly", tuple(scored))
+        return Decision(usable[0].plan, "requested explicitly", tuple(scored), cost)
     if cache is not None:
         hit = cache.lookup(problem)
         if hit is not None:
-            return Decision(hit, "measured winner from the tuning cache", tuple(scored))
+            return Decision(hit, "measured winner from the tuning cache", tuple(scored), cost)
     vendor = next(s for s in scored if s.plan.is_vendor)
     best = usable[0]
     if best.plan.is_vendor or best.predicted_s > vendor.predicted_s * (1 - config.margin):
         return Decision(TORCH_MATMUL, f"no plan predicted ≥{config.margin:.0%} faster than torch.matmul",
-                        tuple(scored))
+                        tuple(scored), cost)
     return Decision(best.plan, f"cost model: {vendor.predicted_s / best.predicted_s:.3f}× torch.matmul predicted",
-                    tuple(scored))
+                    tuple(scored), cost)
+
+
+def trial_candidates(decision: Decision, config: PlannerConfig) -> list[Plan]:
+    """The fast plans tuning by use measures: the ``config.tuning.candidates`` best by the model
+    among those not refused and predicted at most ``slack`` slower than torch.matmul."""
+    vendor = next((s for s in decision.candidates if s.plan.is_vendor), None)
+    if vendor is None:
+        return []
+    limit = vendor.predicted_s * (1 + config.tuning.slack)
+    fast = [s for s in decision.candidates if s.refused is None and not s.plan.is_vendor and s.predicted_s <= limit]
+    return [s.plan for s in fast[:config.tuning.candidates]]
 
 
 def crossover(dtype: torch.dtype = torch.float32, device: str = "cpu", config: PlannerConfig = DEFAULT_CONFIG,

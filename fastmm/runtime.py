@@ -6,12 +6,20 @@ plans) are handed to torch.matmul after a few integer comparisons, before any va
 planning or custom-op dispatch. Only large products are lowered to canonical form
 (``fastmm.semantics``), planned (``fastmm.planner``), and, when a fast plan wins, run through the
 ``fastmm::mm`` custom op (``fastmm.ops``), which carries autograd and the NaN/Inf rule.
+
+The first large call on a device and dtype calibrates the cost model (``fastmm.calibrate``;
+``FASTMM_CALIBRATE=0`` turns it off). The first calls of a product with no decision in the tuning
+cache are tuning by use (``fastmm.tuning``; ``FASTMM_AUTOTUNE=0`` turns it off): they alternate
+torch.matmul and the best candidates, each returning its real result, until the rule settles;
+the verdict is stored in the tuning cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import logging
 import math
 import os
 import time
@@ -20,12 +28,16 @@ from dataclasses import dataclass
 
 import torch
 
+from fastmm import backends, calibrate
 from fastmm import cache as cache_mod
-from fastmm.ops import auto_key, execute, register_plan, set_auto_planner
+from fastmm.ops import all_finite, auto_key, execute, register_plan, set_auto_planner
 from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, Decision, PlannerConfig, Problem, Scored, decide,
-                            precision_mode, rank)
+                            precision_mode, rank, trial_candidates)
 from fastmm.plans import TORCH_MATMUL, Plan
 from fastmm.semantics import core_dims, lower
+from fastmm.tuning import Trial, Verdict
+
+log = logging.getLogger("fastmm")
 
 _REJECT = DEFAULT_CONFIG.reject_below
 _REJECT_ELEMENTS = _REJECT * _REJECT
@@ -91,6 +103,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels: int | No
         return low.finish(torch.ops.fastmm.mm(low.a, low.b, auto_key(
             None if algorithm is None else os.fspath(algorithm), levels, backend)))
     decision = decide_for(low.a, low.b, cfg, algorithm, levels, backend)
+    if decision.trial is not None:
+        return _trial_call(decision.trial, a, b, low)
     if decision.plan.is_vendor:
         if vendor_key is not None:
             if len(_VENDOR_PLANNED) >= 4096:
@@ -143,19 +157,86 @@ matmul = _c_front() or _matmul_py
 
 
 @functools.lru_cache(maxsize=1024)
-def _decide_cached(problem: Problem, config: PlannerConfig, cache_dir: str) -> Decision:
+def _decide_cached(problem: Problem, config: PlannerConfig, cache_dir: str, measure: bool = True) -> Decision:
+    """The default-config decision. ``measure``: a real call, which may calibrate the machine and
+    start tuning by use; False (``explain``): only what was measured before."""
     tuning = cache_mod.default_cache() if str(cache_mod.default_dir()) == cache_dir else None
-    if tuning is not None and config.autotune_enabled() and tuning.lookup(problem) is None:
+    above = problem.dtype in FAST_DTYPES and min(problem.n, problem.k, problem.p) >= config.reject_below
+    if config.cost is None and above:
+        config = dataclasses.replace(config, cost=calibrate.device_cost(problem.device, problem.dtype, tuning,
+                                                                        measure_now=measure))
+    mode = config.autotune_mode()
+    if measure and tuning is not None and mode == "eager" and above and tuning.lookup(problem) is None:
         _tune_problem(problem, config, tuning, reps=3, progress=True)
-    return decide(problem, config, cache=tuning)
+    decision = decide(problem, config, cache=tuning)
+    if (mode == "use" and tuning is not None and decision.candidates
+            and decision.reason != "measured winner from the tuning cache"):
+        fast = trial_candidates(decision, config)
+        if fast:
+            trial = Trial(TORCH_MATMUL, fast, config.tuning)
+            trial.context = (problem, tuning)
+            names = ", ".join(p.key for p in fast)
+            return dataclasses.replace(decision, plan=TORCH_MATMUL, trial=trial, reason=(
+                f"tuning by use: the next calls alternate torch.matmul and {names} (each call returns its "
+                f"real result) until one is clearly faster (fastmm.tuning; FASTMM_AUTOTUNE=0 turns this off); "
+                f"the cost model alone would say: {decision.reason}"))
+    return decision
+
+
+def _trial_call(trial: Trial, a: torch.Tensor, b: torch.Tensor, low) -> torch.Tensor:
+    """One call of a product being tuned by use: run the next arm, time it, return its result."""
+    plan = trial.next_arm()
+    if plan.is_vendor:
+        def run():
+            return torch.matmul(a, b)
+    else:
+        if not (all_finite(low.a) and all_finite(low.b)):
+            # the op would hand this call to torch.matmul (NaN/Inf rule): its time says nothing
+            return low.finish(torch.ops.fastmm.mm(low.a, low.b, register_plan(plan)))
+        key = register_plan(plan)
+        try:   # compile before the timed region (memoised: the op's own build is then a lookup)
+            backends.build(plan.factorization, plan.levels, plan.backend, plan.schedule,
+                           backends.uses_tf32(low.a), plan.tile)
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built loses, it does not fail the call
+            _settle(trial, trial.fail(plan, f"{type(exc).__name__}: {exc}"))
+            return torch.matmul(a, b)
+
+        def run():
+            return low.finish(torch.ops.fastmm.mm(low.a, low.b, key))
+    try:
+        out, seconds = trial.rule.timer(plan, run)
+    except Exception as exc:  # noqa: BLE001
+        if plan.is_vendor:
+            raise                                   # torch.matmul's own error is the user's error
+        _settle(trial, trial.fail(plan, f"{type(exc).__name__}: {exc}"))
+        return torch.matmul(a, b)
+    _settle(trial, trial.record(plan, seconds))
+    return out
+
+
+def _settle(trial: Trial, verdict: Verdict | None) -> None:
+    """Store a trial's verdict (winner, and the plans measured slower than torch.matmul)."""
+    if verdict is None:
+        return
+    problem, tuning = trial.context
+    key = cache_mod.CacheKey.of(problem)
+    slower = tuple(p.key for p in verdict.slower)
+    try:
+        tuning.put(key, verdict.winner, verdict.medians, slower=slower)
+    except OSError as exc:          # a read-only cache: keep the verdict for this process
+        warnings.warn(f"fastmm: could not store a tuning verdict in {tuning.directory} ({exc})", stacklevel=3)
+        tuning.remember(key, verdict.winner, slower)
+    log.info("fastmm: %s: %s -> %s", key.shape_a, verdict.reason, verdict.winner.key)
+    _decide_cached.cache_clear()
+    _VENDOR_PLANNED.clear()
 
 
 def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
-               levels=None, backend=None) -> Decision:
+               levels=None, backend=None, measure: bool = True) -> Decision:
     """The decision for canonical operands (memoised per problem when nothing is forced)."""
     problem = Problem.of(a, b)
     if algorithm is None and levels is None and backend is None:
-        return _decide_cached(problem, config, str(cache_mod.default_dir()))
+        return _decide_cached(problem, config, str(cache_mod.default_dir()), measure)
     if isinstance(algorithm, os.PathLike):
         algorithm = os.fspath(algorithm)
     return _decide_forced(problem, config, algorithm, levels, backend)
@@ -182,6 +263,8 @@ class Explanation:
                          f"fp32 precision {p.precision!r}")
         lines.append(f"runs: {self.decision.plan.describe()}")
         lines.append(f"why: {self.decision.reason}")
+        if self.decision.cost is not None:
+            lines.append(f"cost constants: {self.decision.cost.describe()}")
         if self.decision.candidates:
             lines.append("candidates (predicted by the cost model):")
             vendor = next((s.predicted_s for s in self.decision.candidates if s.plan.is_vendor), None)
@@ -200,7 +283,8 @@ class Explanation:
 
 def explain(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels=None, backend=None,
             config: PlannerConfig | None = None) -> Explanation:
-    """Which plan ``fastmm.matmul(a, b, ...)`` would run, and why (runs nothing)."""
+    """Which plan ``fastmm.matmul(a, b, ...)`` would run, and why (runs nothing: constants not yet
+    measured on this machine show as defaults, and a product being tuned by use says so)."""
     cfg = config or DEFAULT_CONFIG
     forced = algorithm is not None or levels is not None or backend is not None
     if a.dtype not in FAST_DTYPES or a.dtype != b.dtype:
@@ -211,7 +295,7 @@ def explain(a: torch.Tensor, b: torch.Tensor, *, algorithm=None, levels=None, ba
     a, b = _autocast(a, b)
     low = lower(a, b)
     problem = Problem.of(low.a, low.b)
-    return Explanation(problem, decide_for(low.a, low.b, cfg, algorithm, levels, backend))
+    return Explanation(problem, decide_for(low.a, low.b, cfg, algorithm, levels, backend, measure=False))
 
 
 @dataclass(frozen=True)
@@ -296,8 +380,10 @@ def _tune_problem(problem: Problem, config: PlannerConfig, tuning: cache_mod.Tun
             bar[1]()
     measured = [s for s in timings if s.measured_s is not None]
     winner = min(measured, key=lambda s: s.measured_s).plan
+    vendor_s = next(s.measured_s for s in measured if s.plan.is_vendor)
+    slower = tuple(s.plan.key for s in measured if not s.plan.is_vendor and s.measured_s >= vendor_s)
     tuning.put(cache_mod.CacheKey.of(problem), winner,
-               {s.plan.key: s.measured_s for s in measured if math.isfinite(s.measured_s)})
+               {s.plan.key: s.measured_s for s in measured if math.isfinite(s.measured_s)}, slower=slower)
     _decide_cached.cache_clear()
     _VENDOR_PLANNED.clear()
     return TuneResult(problem, winner, tuple(timings))

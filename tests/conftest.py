@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The default tier tests decisions, not this machine's speed: no calibration (seconds per dtype,
+# and constants that differ from run to run) and no tuning by use (timings) unless a test turns
+# them on itself (tests/test_tuning.py, tests/test_calibrate.py); and never the user's own cache.
+os.environ.setdefault("FASTMM_CALIBRATE", "0")
+os.environ.setdefault("FASTMM_AUTOTUNE", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 # CI clones the repo into a folder with shared/ beside it; so does a developer checkout.
