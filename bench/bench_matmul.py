@@ -10,14 +10,20 @@ alternating torch / fastmm, with one more torch round at the end) and records th
 per-round ratios, each fastmm round against the torch rounds on both sides of it, as
 ``extra_info["speedup"]``, which is the number the report uses. Timings are synchronised on GPUs and follow one warm-up
 call. GPU cases skip without CUDA.
+
+``test_sweep`` is the held-out sweep (square, rectangular, fp32/fp64, bmm) measured the way a
+user meets fastmm: fresh cache, calibration and tuning by use first, then A-B-A rounds; select it
+with ``-k sweep`` and its size with ``FASTMM_SWEEP`` (see the section below).
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -25,9 +31,9 @@ import torch
 
 import fastmm
 from fastmm.accuracy import MAX_ERROR_GROWTH, error_growth
-from fastmm.cache import _versions, device_name
+from fastmm.cache import CacheKey, TuningCache, _versions, blas_version, device_name
 from fastmm.ops import execute
-from fastmm.planner import precision_mode, resolve_algorithm
+from fastmm.planner import Problem, precision_mode, resolve_algorithm
 from fastmm.plans import Plan
 
 HAS_CUDA = torch.cuda.is_available()
@@ -197,3 +203,132 @@ def test_accuracy(benchmark, algorithm, levels, dtype):
         "impl": "accuracy", "algorithm": algorithm, "levels": levels, "error": err, "torch_error": torch_err,
         "error_ratio": err / torch_err if torch_err else math.inf, "predicted_growth": growth,
         "bound": MAX_ERROR_GROWTH[dtype], "allowed": growth <= MAX_ERROR_GROWTH[dtype]})
+
+
+# ---- the held-out sweep: what a user gets after calibration and tuning by use -----------------
+#
+# Shapes the planner was not designed around: square N = 2048 ... 8192, six rectangular products
+# with no dimension below 2048, fp32 and fp64, and one bmm of large products. Each row starts from
+# a fresh tuning cache, calls fastmm.matmul as a user would until its decision is settled (the
+# first call calibrates the machine; the next ones are tuning by use, each returning its real
+# result), then measures ratio = torch.matmul time / fastmm time as the median of A-B-A rounds.
+#
+#   FASTMM_SWEEP=full  pytest --benchmark-only bench/bench_matmul.py -k sweep      (~20 min, quiet machine)
+#   FASTMM_SWEEP=smoke pytest --benchmark-only bench/bench_matmul.py -k sweep      (2 small shapes, ~1 min)
+#   FASTMM_SWEEP=fp32 / fp64 / square / rect / bmm: one part of the full list
+#
+# Rows go to extra_info and to bench/results/sweep-<device>-<date>.json (one file per session).
+
+SQUARE = (2048, 3000, 4096, 6000, 8192)
+RECT = ((8192, 4096, 8192), (5000, 7000, 3000), (2048, 8192, 4096), (6000, 2048, 6000), (4096, 6144, 2500),
+        (3072, 3072, 8192))
+BMM = ((4, 4096, 4096, 4096),)        # batch × (n, k, p)
+SMOKE = [(torch.float32, 1, 1536, 1536, 1536), (torch.float64, 2, 1100, 1024, 1200)]
+MIN_RATIO = 0.98                      # no row may be slower than torch.matmul beyond noise
+MIN_RATIO_8192_FP32 = 1.10
+SMOKE_MIN_RATIO = 0.90                # smoke rows are small and short: they test the harness, not the 2 % bound
+
+
+def sweep_cases(which: str | None = None) -> list[tuple]:
+    """(dtype, batch, n, k, p) rows of the sweep named by ``FASTMM_SWEEP`` (default: full)."""
+    which = which or os.environ.get("FASTMM_SWEEP", "full")
+    if which == "smoke":
+        return list(SMOKE)
+    square = [(n, n, n) for n in SQUARE]
+    parts = {"square": [(dt, 1, *s) for dt in (torch.float32, torch.float64) for s in square],
+             "rect": [(dt, 1, *s) for dt in (torch.float32, torch.float64) for s in RECT],
+             "bmm": [(torch.float32, *s) for s in BMM]}
+    full = parts["square"] + parts["rect"] + parts["bmm"]
+    if which == "full":
+        return full
+    if which in ("fp32", "fp64"):
+        return [c for c in full if DTYPE_NAME[c[0]] == which]
+    if which in parts:
+        return parts[which]
+    raise ValueError(f"FASTMM_SWEEP={which!r}: expected full, smoke, fp32, fp64, square, rect or bmm")
+
+
+def _sweep_id(case) -> str:
+    dt, batch, n, k, p = case
+    return f"{DTYPE_NAME[dt]}-{'' if batch == 1 else f'b{batch}x'}{n}x{k}x{p}"
+
+
+_SESSION = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%MZ")
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def _record_row(row: dict) -> str:
+    """Append ``row`` to this session's JSON file (rewritten whole each time: a killed run keeps its rows)."""
+    name = f"sweep-{row['device'].replace(':', '-')}-{_SESSION}.json"
+    path = os.path.join(RESULTS, name)
+    rows = []
+    if os.path.exists(path):
+        with open(path) as fh:
+            rows = json.load(fh)["rows"]
+    rows.append(row)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"sweep": os.environ.get("FASTMM_SWEEP", "full"), "rows": rows}, fh, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def _settle(a, b, limit: int = 60) -> tuple[int, float, str]:
+    """Call fastmm.matmul until its decision is settled; (calls, seconds, final reason)."""
+    t0 = time.perf_counter()
+    for i in range(limit):
+        fastmm.matmul(a, b)
+        d = fastmm.explain(a, b).decision
+        if d.trial is None:
+            return i + 1, time.perf_counter() - t0, d.reason
+    return limit, time.perf_counter() - t0, "not settled"
+
+
+@pytest.mark.parametrize("case", sweep_cases(), ids=[_sweep_id(c) for c in sweep_cases()])
+def test_sweep(benchmark, case, tmp_path, monkeypatch, fastmm_rounds):
+    dtype, batch, n, k, p = case
+    device = torch.device("cpu")
+    monkeypatch.setenv("FASTMM_CACHE_DIR", str(tmp_path / "cache"))     # fresh: calibrate and tune from scratch
+    monkeypatch.delenv("FASTMM_AUTOTUNE", raising=False)
+    monkeypatch.delenv("FASTMM_CALIBRATE", raising=False)
+    fastmm.runtime.forget_decisions()
+    g = torch.Generator().manual_seed(n + k + p)
+    shape_a, shape_b = ((batch, n, k), (batch, k, p)) if batch > 1 else ((n, k), (k, p))
+    a = torch.randn(shape_a, generator=g, dtype=torch.float32).to(dtype)
+    b = torch.randn(shape_b, generator=g, dtype=torch.float32).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmm.calibrate.CalibrationWarning)
+        calls, tuning_s, reason = _settle(a, b)
+    explanation = fastmm.explain(a, b)
+    plan = explanation.plan
+    entry_path = TuningCache(tmp_path / "cache").path(CacheKey.of(Problem.of(a, b)))
+    entry = json.loads(entry_path.read_text()) if entry_path.exists() else {}
+    t_torch = _estimate(lambda: torch.matmul(a, b), device)
+    rounds = max(fastmm_rounds, min(15, int(6.0 / max(t_torch, 1e-6))))
+    interleaved: list[float] = []
+
+    def torch_round():
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        interleaved.append(time.perf_counter() - t0)
+
+    benchmark.group = f"sweep-{_sweep_id(case)}"
+    benchmark.pedantic(lambda: fastmm.matmul(a, b), setup=torch_round, rounds=rounds)
+    torch_round()
+    ratio = paired_speedup(interleaved, benchmark.stats.stats.data)
+    tv, trv, cv = _versions()
+    cost = explanation.decision.cost
+    row = {**_info(device, dtype, n), "case": _sweep_id(case), "batch": batch, "n": n, "k": k, "p": p,
+           "plan": plan.key, "reason": reason, "ratio": ratio, "rounds": rounds,
+           "torch_median_s": sorted(interleaved)[len(interleaved) // 2],
+           "fastmm_median_s": benchmark.stats.stats.median, "tuning_calls": calls, "tuning_s": tuning_s,
+           "tuning_medians_s": entry.get("timings_s"), "measured_slower": entry.get("slower"),
+           "fastmm": fastmm.__version__, "blas": blas_version(),
+           "cost_constants": cost.describe() if cost is not None else None}
+    benchmark.extra_info.update(row)
+    benchmark.extra_info["results_file"] = _record_row(row)
+    smoke = os.environ.get("FASTMM_SWEEP") == "smoke"
+    floor = SMOKE_MIN_RATIO if smoke else MIN_RATIO
+    assert ratio >= floor, f"{_sweep_id(case)}: {ratio:.3f}× torch.matmul with {plan.key} (torch {row['torch_median_s']:.3f} s)"
+    if (dtype, batch, n, k, p) == (torch.float32, 1, 8192, 8192, 8192):
+        assert ratio >= MIN_RATIO_8192_FP32, f"fp32 8192³: {ratio:.3f}× (torch {row['torch_median_s']:.3f} s)"

@@ -231,6 +231,16 @@ def _settle(trial: Trial, verdict: Verdict | None) -> None:
     _VENDOR_PLANNED.clear()
 
 
+def forget_decisions() -> None:
+    """Drop this process's memoised decisions, trials and calibrations (the files stay): the next
+    call plans again from the tuning cache, e.g. after ``FASTMM_CACHE_DIR`` changed."""
+    _decide_cached.cache_clear()
+    _decide_forced.cache_clear()
+    _VENDOR_PLANNED.clear()
+    calibrate.forget()
+    cache_mod.default_cache().clear_memory()
+
+
 def decide_for(a: torch.Tensor, b: torch.Tensor, config: PlannerConfig = DEFAULT_CONFIG, algorithm=None,
                levels=None, backend=None, measure: bool = True) -> Decision:
     """The decision for canonical operands (memoised per problem when nothing is forced)."""
