@@ -104,7 +104,17 @@ def _announce(key: cache_mod.CalibrationKey, tuning: cache_mod.TuningCache) -> N
     warnings.warn(f"fastmm: calibrating the cost model on {key.device} for {key.dtype.replace('torch.', '')} "
                   f"(GEMM rate, addition bandwidth, per-call cost; at most {BUDGET_S:.0f} s, once per device, "
                   f"dtype and versions; stored in {tuning.directory}). Set {ENV}=0 to use built-in defaults.",
-                  CalibrationWarning, stacklevel=5)
+                  CalibrationWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside fastmm (the user's call)."""
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _timer(device: torch.device):
