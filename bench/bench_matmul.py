@@ -121,6 +121,10 @@ def _run(benchmark, impl: str, device: torch.device, dtype: torch.dtype, n: int,
         torch_call()
         interleaved.append(time.perf_counter() - t0)
 
+    with warnings.catch_warnings():     # settle first: calibration and tuning by use are not timed here
+        warnings.simplefilter("ignore", fastmm.calibrate.CalibrationWarning)
+        benchmark.extra_info["tuning_calls"] = _settle(a, b)[0]
+    benchmark.extra_info["plan"] = fastmm.explain(a, b).plan.key
     fastmm_call()                       # warm-up: plan, compile, first-touch of workspaces
     benchmark.pedantic(fastmm_call, setup=setup, rounds=rounds)
     setup()                             # one more torch round after the last fastmm round

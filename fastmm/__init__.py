@@ -2,7 +2,11 @@
 
 - ``matmul(a, b, *, algorithm=None, levels=None, backend=None)``: torch.matmul's semantics.
 - ``explain(a, b)``: which plan would run, and why.
-- ``tune(a, b)``: measure the candidates and cache the winner (or set ``FASTMM_AUTOTUNE=1``).
+- ``tune(a, b)``: measure every candidate now and cache the winner.
+
+By default the first large call on a device calibrates the cost model (``fastmm.calibrate``,
+``FASTMM_CALIBRATE=0`` turns it off) and the first calls of each new product are tuning by use
+(``fastmm.tuning``, ``FASTMM_AUTOTUNE=0`` turns it off). See docs/planner.md.
 """
 
 from fastmm._version import __version__
