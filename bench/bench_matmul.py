@@ -307,7 +307,9 @@ def test_sweep(benchmark, case, tmp_path, monkeypatch, fastmm_rounds):
     plan = explanation.plan
     entry_path = TuningCache(tmp_path / "cache").path(CacheKey.of(Problem.of(a, b)))
     entry = json.loads(entry_path.read_text()) if entry_path.exists() else {}
-    t_torch = _estimate(lambda: torch.matmul(a, b), device)
+    # torch.matmul's time, for the number of rounds: from the tuning medians when there are some
+    # (an extra estimate costs two more calls, 12 s at fp64 8192³)
+    t_torch = (entry.get("timings_s") or {}).get("torch.matmul") or _estimate(lambda: torch.matmul(a, b), device)
     rounds = max(fastmm_rounds, min(15, int(6.0 / max(t_torch, 1e-6))))
     interleaved: list[float] = []
 

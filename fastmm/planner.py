@@ -276,13 +276,24 @@ def decide(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=N
 
 def trial_candidates(decision: Decision, config: PlannerConfig) -> list[Plan]:
     """The fast plans tuning by use measures: the ``config.tuning.candidates`` best by the model
-    among those not refused and predicted at most ``slack`` slower than torch.matmul."""
+    among those not refused and predicted at most ``slack`` slower than torch.matmul, at most one
+    per (block shape, rank, levels, backend, schedule): Strassen and Winograd at the same levels
+    differ by a few additions the model already prices, so measuring both would waste a slot that
+    a different depth or algorithm can use."""
     vendor = next((s for s in decision.candidates if s.plan.is_vendor), None)
     if vendor is None:
         return []
     limit = vendor.predicted_s * (1 + config.tuning.slack)
-    fast = [s for s in decision.candidates if s.refused is None and not s.plan.is_vendor and s.predicted_s <= limit]
-    return [s.plan for s in fast[:config.tuning.candidates]]
+    chosen: dict[tuple, Plan] = {}
+    for s in decision.candidates:
+        if s.refused is not None or s.plan.is_vendor or s.predicted_s > limit:
+            continue
+        f = s.plan.factorization
+        kind = (f.shape, f.rank, s.plan.levels, s.plan.backend, s.plan.schedule) if f is not None else s.plan.key
+        chosen.setdefault(kind, s.plan)
+        if len(chosen) == config.tuning.candidates:
+            break
+    return list(chosen.values())
 
 
 def crossover(dtype: torch.dtype = torch.float32, device: str = "cpu", config: PlannerConfig = DEFAULT_CONFIG,

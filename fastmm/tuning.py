@@ -12,7 +12,8 @@ a shared 2-core CPU:
 
 1. Arms: torch.matmul and the ``candidates`` [2] best fast plans by the cost model among those
    predicted no more than ``slack`` [15 %] slower than torch.matmul (the model is a prior, not a
-   verdict) and not already measured slower.
+   verdict) and not already measured slower; at most one per (block shape, rank, levels,
+   backend, schedule), so that the slots go to different depths or algorithms.
 2. Each call runs the live arm with the fewest timings (ties: torch.matmul first, then the model's
    order), so the arms interleave A-B-C-A-B-C and slow drift of the machine's speed hits all alike.
 3. The first ``warmup`` [1] timing of each arm is discarded (first touch of workspaces, BLAS
@@ -152,8 +153,8 @@ class Trial:
         return None
 
     def _done(self, winner: Plan, reason: str) -> Verdict:
-        n = {k: len(v) for k, v in self.samples.items()}
-        return Verdict(winner, tuple(self.dropped), self.medians(), f"tuning by use ({n} timings): {reason}")
+        n = "/".join(str(len(self.samples[p.key])) for p in self.arms)
+        return Verdict(winner, tuple(self.dropped), self.medians(), f"tuning by use ({n} timings kept): {reason}")
 
 
 __all__ = ["Timer", "Trial", "TuneRule", "Verdict", "wall_timer"]
