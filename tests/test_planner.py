@@ -16,6 +16,7 @@ from compiler.algebra.library import library_algorithm
 from fastmm import backends, calibrate, cost, runtime
 from fastmm.accuracy import error_growth, stability_factor, within_bound
 from fastmm.cache import CacheKey, TuningCache
+from fastmm.cost import DeviceCost
 from fastmm.planner import DEFAULT_CONFIG, PlannerConfig, Problem, crossover, decide, rank
 from fastmm.plans import TORCH_MATMUL, CombineTile, GemmTile, Plan, TileConfig
 
@@ -284,3 +285,18 @@ def test_rectangular_products_are_planned_per_dimension():
     # a leaf side below min_leaf is refused even when the others are large
     refused = {s.plan.key: s.refused for s in rank(_problem(8192, k=2048)) if s.refused}
     assert any("leaf dimension" in why for why in refused.values())
+
+
+@needs_compiler
+def test_trial_candidates_are_distinct_kinds_within_slack():
+    from fastmm.planner import trial_candidates
+    fast = DeviceCost(177.5e9, 240, 56e9, 2e-6)
+    cfg = dataclasses.replace(DEFAULT_CONFIG, cost=fast)
+    d = decide(_problem(8192), cfg)
+    plans = trial_candidates(d, cfg)
+    assert len(plans) == cfg.tuning.candidates
+    kinds = {(p.factorization.shape, p.factorization.rank, p.levels) for p in plans}
+    assert len(kinds) == len(plans)                            # not Strassen and Winograd at one depth
+    vendor = next(s.predicted_s for s in d.candidates if s.plan.is_vendor)
+    by_plan = {s.plan: s.predicted_s for s in d.candidates}
+    assert all(by_plan[p] <= vendor * (1 + cfg.tuning.slack) for p in plans)
