@@ -17,8 +17,9 @@
    single output aliases no src) is computed straight into its dst row instead, saving the
    copy; the result is the same.
 
-   Threads: OpenMP, `nthreads` from the caller (torch.get_num_threads()), static split of the
-   (batch x row x chunk) tiles; the GIL is released. Vectorised by the compiler (function clones
+   Threads: OpenMP, `nthreads` from the caller (torch.get_num_threads()), over the
+   (batch x row x chunk) tiles, handed out 8 at a time (dynamic: on a shared machine a descheduled
+   thread does not hold the others at the end barrier); the GIL is released. Vectorised by the compiler (function clones
    for x86-64-v4 / v3 / baseline, chosen at load time). No torch headers: the caller passes
    data pointers, shapes and strides (in elements; the last dimension must be contiguous).
 
@@ -252,7 +253,7 @@ run(PyObject *self, PyObject *args)
         if (tile == NULL) {
             failed = 1;
         } else {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
             for (Py_ssize_t it = 0; it < items; it++) {
                 Py_ssize_t chunk = it % nchunk, row = it / nchunk;
                 Py_ssize_t b = row / rows, i = row % rows, j0 = chunk * tc;
