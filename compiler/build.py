@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="one entry: its name, or its shape for AlphaTensor files ('4,4,4')")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default kernels/generated/)")
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
-    ap.add_argument("--schedule", default="materialized", choices=("materialized", "streaming"))
+    ap.add_argument("--schedule", default="materialized", choices=("materialized", "streaming", "fused"))
     ap.add_argument("--cutoff", type=int, default=128, help="apply a level while min(M, K, N) >= cutoff")
     ap.add_argument("--cse-effort", default="default", choices=("default", "high", "rational"),
                     help="CSE effort per entry (default: bounded, all 93 AlphaTensor entries in < 1 min)")

@@ -30,7 +30,7 @@ from compiler import change_basis, cyclic, direct_sum, kron, naive, transpose
 from compiler.algebra.library import library_algorithm
 from compiler.codegen import emit_torch
 from compiler.codegen.validate import ValidationError, check_torch_ops
-from compiler.ir.schedule import Combine, Ref, Term
+from compiler.ir.schedule import Combine, Ref, Term, Fused
 from _exactness import EXACT_INTEGERS, random_unimodular, stored_bound
 
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
@@ -117,7 +117,7 @@ def bases(request):
 def _property(bases, data):
     f = data.draw(algorithms(bases))
     levels = data.draw(st.sampled_from([1, 2] if f.rank <= 23 else [1]))
-    schedule = data.draw(st.sampled_from(["materialized", "streaming"]))
+    schedule = data.draw(st.sampled_from(["materialized", "streaming", "fused"]))
     cse = data.draw(st.booleans())
     check_exact(f, levels, schedule, cse, _sizes(data.draw, f, levels), data.draw(st.integers(0, 99)))
 
@@ -143,7 +143,7 @@ def test_integral_algorithms_get_integral_cse(bases, data):
     f = data.draw(algorithms(bases))
     if any(Fraction(x).denominator != 1 for M in (f.U, f.V, f.W) for x in np.asarray(M).ravel()):
         return
-    for kind in ("materialized", "streaming"):
+    for kind in ("materialized", "streaming", "fused"):
         _, prog, sched = emit_torch.prepare(f, emit_torch.TorchConfig(schedule=kind))
         coefs = [c for node in prog.nodes() if node.op == "lin" for c in node.coefs]
         coefs += [t.coef for s in sched.steps for t in getattr(s, "terms", ())]
@@ -172,7 +172,7 @@ def test_alphatensor_basis_changes_are_bit_exact(alphatensor_real, shape):
         # operands and products stay below 2**53 (c-side partial sums: checked by the result itself)
         e = 2 if levels == 1 else 1
         assert stored_bound(f, levels, K, e) <= EXACT_INTEGERS["float64"]
-        for schedule in ("materialized", "streaming"):
+        for schedule in ("materialized", "streaming", "fused"):
             mm = compiler.compile(f, backend="torch", levels=levels, cutoff=0, schedule=schedule)
             a, b = small_ints((M, K), 3, e), small_ints((K, N), 4, e)
             assert torch.equal(mm(a, b), a @ b), (shape, levels, schedule)
@@ -192,7 +192,7 @@ def test_alphatensor_basis_changes_default_cutoff(alphatensor_real, shape):
         if stored_bound(f, 2, K, 1, outputs=True) <= EXACT_INTEGERS["float64"]:
             break
     assert stored_bound(f, 2, K, 1, outputs=True) <= EXACT_INTEGERS["float64"]
-    for schedule in ("materialized", "streaming"):
+    for schedule in ("materialized", "streaming", "fused"):
         mm = compiler.compile(f, backend="torch", levels=2, schedule=schedule)
         M, N = 128 * n * n + 3, 128 * p * p + 2
         a, b = small_ints((M, K), 5, e=1), small_ints((K, N), 6, e=1)
@@ -231,3 +231,40 @@ def test_an_in_place_clobber_is_refused():
     broken = dataclasses.replace(sched, steps=tuple(steps))
     with pytest.raises(ValidationError, match="step"):
         check_torch_ops(f.shape, prog.rank, emit_torch.render_steps(broken), f.label(), names)
+
+
+@pytest.mark.parametrize("side", ["a", "c"])
+def test_a_wrong_fused_table_is_refused(side):
+    """Change one coefficient of Winograd's fused a-side (or output) table, or point an output at
+    another block: translation validation, which runs the fused tables on residue blocks as
+    executed semantics (all reads of a tile before its writes), refuses it at emission."""
+    f = library_algorithm("winograd")
+    config = emit_torch.TorchConfig(schedule="fused")
+    plain, prog, sched = emit_torch.prepare(f, config)
+    steps = list(sched.steps)
+    k = next(k for k, s in enumerate(steps) if isinstance(s, Fused) and s.side == side)
+    st = steps[k]
+    (t0, *rest), *others = st.entries
+    wrong_coef = dataclasses.replace(st, entries=((dataclasses.replace(t0, coef=t0.coef * 2), *rest), *others))
+    (e0, d0, acc0), (e1, d1, acc1), *more = st.outputs
+    wrong_dst = dataclasses.replace(st, outputs=((e0, d1, acc0), (e1, d0, acc1), *more))
+    # a wrong coefficient is caught at the fused step itself; swapped destinations (each output's
+    # intent moves with it) at the first step that reads a swapped block
+    for broken_step, where in ((wrong_coef, f"step {k} "), (wrong_dst, "step ")):
+        steps[k] = broken_step
+        broken = dataclasses.replace(sched, steps=tuple(steps))
+        with pytest.raises(ValidationError, match=f"{f.label()}.*{where}"):
+            emit_torch.emit(f, config, prepared=(plain, prog, broken))
+
+
+def test_fused_reads_a_tile_before_it_writes():
+    """The fused output table reads c-blocks that hold products and overwrites them: validation
+    runs it as one simultaneous assignment (the kernel's tile semantics), and a table that relied
+    on an entry being stored before another read it would compute something else."""
+    f = library_algorithm("strassen")
+    _, prog, sched = emit_torch.prepare(f, emit_torch.TorchConfig(schedule="fused"))
+    last = sched.steps[-1]
+    assert isinstance(last, Fused) and last.side == "c"
+    srcs = {t.src for terms in last.entries for t in terms}
+    assert srcs & {dst for _, dst, _ in last.outputs}, "Strassen's products should be hosted in c-blocks"
+    assert sched.plan.wc == prog.rank - 4 and sched.plan.scratch == 0

@@ -20,7 +20,7 @@ from compiler.algebra.stability import stability_factor
 GOLDEN = Path(__file__).resolve().parent / "golden"
 LIBRARY = ["naive", "strassen", "winograd", "laderman", "4x4x4", "strassen2",
            "strassen+naive-2x2x3-r11", "strassen2-2x2x4-r14", "laderman2-3x3x6-r46"]
-SCHEDULES = ["materialized", "streaming"]
+SCHEDULES = ["materialized", "streaming", "fused"]
 
 
 def small_ints(*shape, seed=0):

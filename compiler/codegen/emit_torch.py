@@ -33,7 +33,7 @@ from compiler.ir.cse import DEFAULT_RESTARTS, cse_program, effort_of
 from compiler.algebra.factors import Factorization
 from compiler.ir.program import Program
 from compiler.ir.lower import lower
-from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Product, Ref, Schedule, make_schedule
+from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Fused, Product, Ref, Schedule, make_schedule
 from compiler.codegen.generated import GeneratedSource, source_filename
 from compiler.codegen.validate import check_torch_ops
 
@@ -44,7 +44,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
 @dataclass(frozen=True)
 class TorchConfig:
     """``levels``: default recursion depth of the emitted ``matmul``; ``cutoff``: a level is applied
-    while min(M, K, N) >= cutoff; ``schedule``: "materialized" or "streaming" (see compiler.ir.schedule)."""
+    while min(M, K, N) >= cutoff; ``schedule``: "materialized", "streaming" or "fused" (see
+    compiler.ir.schedule; "fused" runs each side's combinations as one ``kernels.cpu_fused`` call)."""
 
     levels: int = 1
     cutoff: int = 128
@@ -143,6 +144,28 @@ def _combine_ops(step: Combine, name) -> list[dict]:
     return ops
 
 
+def fused_op(step: Fused, name, table: str) -> dict:
+    """A ``Fused`` step as the operation the template prints and validation runs: ``srcs`` and
+    ``dsts`` (buffer names, each once), ``entries`` (per entry ``[(source index, literal), ...]``,
+    a source past the srcs being entry ``index - len(srcs)``), ``outputs`` ``(entry, dst index,
+    accumulate)`` and ``notes`` (per entry, what it computes)."""
+    srcs: list[str] = []
+    for terms in step.entries:
+        for t in terms:
+            if t.src.space != "e" and name(t.src) not in srcs:
+                srcs.append(name(t.src))
+    dsts: list[str] = []
+    for _, dst, _ in step.outputs:
+        if name(dst) not in dsts:
+            dsts.append(name(dst))
+    entries = [[(len(srcs) + t.src.index if t.src.space == "e" else srcs.index(name(t.src)), literal(t.coef))
+                for t in terms] for terms in step.entries]
+    outputs = [(k, dsts.index(name(dst)), bool(acc)) for k, dst, acc in step.outputs]
+    notes = list(step.notes) + [""] * (len(entries) - len(step.notes))
+    return {"op": "fused", "table": table, "srcs": srcs, "dsts": dsts, "entries": entries, "outputs": outputs,
+            "notes": notes}
+
+
 def render_steps(schedule: Schedule) -> list[dict]:
     """The schedule as template steps: ``{"comment", "ops"}``; output comments where a c-block completes."""
     program = schedule.program
@@ -150,9 +173,10 @@ def render_steps(schedule: Schedule) -> list[dict]:
     n, m, p = program.shape
     last_write: dict[int, int] = {}
     for k, st in enumerate(schedule.steps):
-        dst = getattr(st, "dst", None)
-        if dst is not None and dst.space == "c":
-            last_write[dst.index] = k
+        dsts = [o[1] for o in st.outputs] if isinstance(st, Fused) else [getattr(st, "dst", None)]
+        for dst in dsts:
+            if dst is not None and dst.space == "c":
+                last_write[dst.index] = k
     done_at: dict[int, list[str]] = {}
     for q, k in last_write.items():
         done_at.setdefault(k, []).append(schedule.comments.get(("c", block_name("c", q // p, q % p, program.shape)), ""))
@@ -164,6 +188,13 @@ def render_steps(schedule: Schedule) -> list[dict]:
                     "alpha": literal(st.alpha), "beta": 1 if st.accumulate else 0}]
         elif isinstance(st, BatchedProduct):
             comment, ops = st.comment, [{"op": "batched"}]
+        elif isinstance(st, Fused):
+            op = fused_op(st, name, f"_{st.side.upper()}_TABLE")
+            out.append({"comment": st.comment, "ops": [op], "intent": None,
+                        "intents": [(op["dsts"][d], st.intent[o]) for o, (_, d, _) in enumerate(op["outputs"])]})
+            for line in done_at.get(k, []):
+                out.append({"comment": f"{line}  (complete)", "ops": []})
+            continue
         else:
             comment = st.comment
             if st.dst.space == "S":
@@ -186,6 +217,18 @@ def prepare(f: Factorization, config: TorchConfig) -> tuple[Program, Program, Sc
     return plain, prog, make_schedule(prog, config.schedule)
 
 
+def _tables(steps: list[dict]) -> list[dict]:
+    """The fused steps' tables, printed once at module level (``kernels.cpu_fused.Table``)."""
+    out = []
+    for s in steps:
+        for op in s["ops"]:
+            if op["op"] == "fused":
+                out.append({"name": op["table"], "comment": s["comment"], "srcs": op["srcs"], "dsts": op["dsts"],
+                            "entries": [{"terms": e, "note": note} for e, note in zip(op["entries"], op["notes"])],
+                            "outputs": op["outputs"]})
+    return out
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "algorithm"
 
@@ -200,13 +243,13 @@ def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = ""
     # translation validation: the very operations the template prints, run on random exact blocks
     check_torch_ops(f.shape, prog.rank, steps, f"{f.label()} ({sched.kind} schedule)",
                     lambda side, i, j: block_name(side, i, j, f.shape))
-    plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + 1} c-blocks" + (
+    plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + plan.scratch} c-blocks" + (
         f" + {f.rank} stacked blocks per side" if plan.stacked else "")
     text = environment().get_template("torch_module.jinja").render(
         generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
-        levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog))
+        levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog), tables=_tables(steps))
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
     filename = source_filename(_safe(f.label()), text, f"_torch_{sched.kind}.py")  # keyed by the text
     return GeneratedSource(text, filename, "torch")

@@ -2,7 +2,9 @@
 
 Every torch module is rendered from a list of operations (``emit_torch.render_steps``: ``copy``,
 ``scale``, ``add``, ``sub``, ``axpy``, in-place ``add_``/``sub_``/``axpy_``, ``product`` with alpha
-and beta, ``batched``) over named buffers: the operand and result blocks, and the workspace slots
+and beta, ``batched``, and ``fused``: one combination table, its entries computed from the buffers
+as they were before the step and then stored, as ``kernels/_cpu_fused.c`` does tile by tile) over
+named buffers: the operand and result blocks, and the workspace slots
 that the memory plan reuses. ``check_torch_ops`` executes exactly those operations, in order, with
 the same buffers (so a slot overwritten while still live, or an in-place update that clobbers a
 source, gives a wrong value here as it would on a device), on random exact blocks:
@@ -157,13 +159,29 @@ def check_torch_ops(shape: tuple[int, int, int], rank: int, steps: Iterable[dict
             elif kind == "product":
                 prod = _coef(op["alpha"]) * mm(read(op["x"], k), read(op["y"], k)) % P
                 write(dst, read(dst, k) + prod if int(op["beta"]) else prod, k)
+            elif kind == "fused":
+                # every entry from what the buffers hold before the step, then every output: the
+                # kernel reads a whole tile before it writes it (so a dst may also be a src)
+                srcs = [read(x, k) for x in op["srcs"]]
+                vals: list[np.ndarray] = []
+                for terms in op["entries"]:
+                    acc_ = np.zeros((2, 2), dtype=np.int64)
+                    for src, c in terms:
+                        acc_ = (acc_ + _coef(c) * (srcs[src] if src < len(srcs) else vals[src - len(srcs)])) % P
+                    vals.append(acc_)
+                new: dict[str, np.ndarray] = {}
+                for e, d, accumulate in op["outputs"]:
+                    dst_name = op["dsts"][d]
+                    base = new.get(dst_name, read(dst_name, k) if accumulate else None)
+                    new[dst_name] = vals[e] if base is None or not accumulate else (base + vals[e]) % P
+                for dst_name, val in new.items():
+                    write(dst_name, val, k)
             elif kind == "batched":
                 for r in range(rank):
                     write(f"P[{r}]", mm(read(f"S[{r}]", k), read(f"T[{r}]", k)), k)
             else:
                 raise ValidationError(f"{name}: step {k} has an unknown operation {kind!r}")
-        if step.get("intent"):
-            ref, terms = step["intent"]
+        for ref, terms in ([step["intent"]] if step.get("intent") else []) + list(step.get("intents", [])):
             want = np.zeros((2, 2), dtype=np.int64)
             for node, c in terms:
                 want = (want + residue(c) * value(node)) % P

@@ -14,7 +14,13 @@ Steps:
 - ``Product(dst, lhs, rhs, alpha, accumulate, index)``: ``dst (= | +=) alpha·(lhs @ rhs)``, the
   leaf (or the next level) of product ``M_{index+1}``; ``accumulate`` lets a BLAS leaf fuse the
   output addition into the GEMM (``beta = 1``), so that side costs no separate pass;
-- ``BatchedProduct()``: ``P = S @ T`` for all products at once (streaming schedule).
+- ``BatchedProduct()``: ``P = S @ T`` for all products at once (streaming schedule);
+- ``Fused(side, entries, outputs)``: one pass over equal-shaped blocks that computes every entry
+  ``e_k = Σ coef·src`` (``src``: a block or slot ``Ref``, or an earlier entry ``Ref("e", j)``) and
+  then stores every output ``dst (= | +=) e_k``; all reads of a tile happen before its writes, so
+  a dst may also be a src (fused schedule; the CPU kernel ``kernels/_cpu_fused.c`` runs it tile by
+  tile, other devices run it with torch operations). Entries that no output names (CSE
+  temporaries no product needs) never leave the tile.
 
 Each ``Combine``/``Product`` also records its *intent*: ``((node, coef), ...)``, the IR value that
 ``dst`` holds once the step has run (``Σ coef·node``; a partial sum while an output accumulates).
@@ -22,7 +28,7 @@ Translation validation (``compiler.codegen.validate``) executes the rendered ste
 exact blocks (residues modulo a prime) and compares each step's result with its intent, so a failure names the first
 wrong step, not just the wrong output.
 
-Two kinds, both with a ``MemoryPlan`` (slot counts; workspace is allocated once per level by the
+Three kinds, each with a ``MemoryPlan`` (slot counts; workspace is allocated once per level by the
 caller, never inside the recursion):
 
 - ``materialized(program)``: products one after another; each combination (shared temporaries
@@ -33,9 +39,21 @@ caller, never inside the recursion):
   into the stacked buffers S (T), one batched product computes all of P, one sweep over P forms
   the outputs. Workspace: R blocks per side, but one batched call per level: level ℓ+1 runs on
   the stack of level ℓ, so L levels cost L batched calls instead of R^L.
+- ``fused(program)``: one ``Fused`` pass per side writes every operand that is not an input block
+  (a view, its scale folded into the output coefficients) into its own slot, reading each input
+  block once; the products run one after another (depth first, as in materialized) with alpha 1
+  and beta 0 into their destination: the first n·p products straight into the c-blocks, the
+  rest into c-size slots; one ``Fused`` pass over those computes every c-block (c-side CSE
+  temporaries stay in the tile). Workspace: the distinct non-input operands per side plus
+  max(0, R − n·p) c-blocks per level (Strassen 5 + 5 + 0 with its 7 products hosted in 4
+  c-blocks and 3 slots), independent of the depth below.
 
-Public API: ``Ref``, ``Term``, ``Combine``, ``Product``, ``BatchedProduct``, ``MemoryPlan``,
-``Schedule``, ``materialized``, ``streaming``, ``make_schedule(program, kind)``, ``KINDS``.
+``workspace_elements(schedule, M, K, N, levels, cutoff)`` is the peak extra memory (in elements)
+of the rendered module's ``_workspace`` for one call: every level's slots, allocated once.
+
+Public API: ``Ref``, ``Term``, ``Combine``, ``Product``, ``BatchedProduct``, ``Fused``, ``MemoryPlan``,
+``Schedule``, ``materialized``, ``streaming``, ``fused``, ``make_schedule(program, kind)``,
+``workspace_elements``, ``KINDS``.
 """
 
 from __future__ import annotations
@@ -46,7 +64,7 @@ from typing import Union
 
 from compiler.ir.program import IRError, Node, Program, topo_order
 
-KINDS = ("materialized", "streaming")
+KINDS = ("materialized", "streaming", "fused")
 
 
 @dataclass(frozen=True)
@@ -90,22 +108,39 @@ class BatchedProduct:
     comment: str = ""
 
 
-Step = Union[Combine, Product, BatchedProduct]
+@dataclass(frozen=True)
+class Fused:
+    """``entries[k] = Σ coef·src`` (src: a block/slot ``Ref`` or ``Ref("e", j)``, j < k), then for each
+    ``(k, dst, accumulate)`` of ``outputs``: ``dst (= | +=) entries[k]``; a tile is read whole before
+    it is written. ``intent``: per output, ``((node, coef), ...)`` that its dst holds afterwards."""
+
+    side: str
+    entries: tuple[tuple[Term, ...], ...]
+    outputs: tuple[tuple[int, Ref, bool], ...]
+    comment: str = ""
+    intent: tuple = field(default=(), compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)  # per entry: what it computes
+
+
+Step = Union[Combine, Product, BatchedProduct, Fused]
 
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """Workspace slots per space; ``stacked``: S, T, P hold R blocks each (streaming)."""
+    """Workspace slots per space; ``stacked``: S, T, P hold R blocks each (streaming);
+    ``scratch``: c-size blocks beyond the slots (the scratch block that a product with alpha ≠ 1 or
+    beta ≠ 0 at a non-leaf level writes first; the fused schedule never has one)."""
 
     wa: int
     wb: int
     wc: int
     stacked: bool
     rank: int
+    scratch: int = 1
 
     def elements(self, bm: int, bk: int, bn: int, batch: int = 1) -> int:
         """Workspace elements for blocks bm×bk (a), bk×bn (b), bm×bn (c) at one level."""
-        per = self.wa * bm * bk + self.wb * bk * bn + self.wc * bm * bn
+        per = self.wa * bm * bk + self.wb * bk * bn + (self.wc + self.scratch) * bm * bn
         if self.stacked:
             per += self.rank * (bm * bk + bk * bn + bm * bn)
         return per * batch
@@ -372,9 +407,120 @@ def _value(node: Node, value: dict, program: Program) -> tuple[Ref, Fraction]:
     raise IRError(f"{program.name}: {node!r} used before it is computed")
 
 
+def fused(program: Program) -> Schedule:
+    """One fused pass per side, products into their destinations, one fused pass for the outputs."""
+    n, m, p = program.shape
+    names = program.names()
+    steps: list[Step] = []
+    operand: list[list] = [[None, None] for _ in program.products]  # per product, per side: (Ref, scale)
+    for k, side in enumerate(("a", "b")):
+        slots = _Slots("w" + side)
+        ops = [prod.args[k] for prod in program.products]
+        entries, notes, entry_of = [], [], {}
+
+        def src(node: Node) -> tuple[Ref, Fraction]:
+            base, scale = _strip_scale(node)
+            if base.op == "input":
+                return _block_ref(base, program), scale
+            return Ref("e", entry_of[base]), scale
+
+        for node in topo_order(ops):
+            if node.op != "lin" or _strip_scale(node)[0] is not node:
+                continue
+            terms = []
+            for a, c in node.terms:
+                ref, s = src(a)
+                terms.append(Term(ref, c * s))
+            entry_of[node] = len(entries)
+            entries.append(tuple(terms))
+            notes.append(f"{names.get(node, '')} = {node!r}".strip(" ="))
+        outputs, intent, slot_of = [], [], {}
+        for r, node in enumerate(ops):
+            ref, scale = src(node)
+            if ref.space == "e":
+                base = _strip_scale(node)[0]
+                if base not in slot_of:
+                    slot_of[base] = slots.take()
+                    outputs.append((ref.index, slot_of[base], False))
+                    intent.append(((base, Fraction(1)),))
+                ref = slot_of[base]
+            operand[r][k] = (ref, scale)
+        if outputs:  # entries no output needs are dropped by the table builder only if unused
+            steps.append(Fused(side, tuple(entries), tuple(outputs), f"{side}-side operands, one pass",
+                               tuple(intent), tuple(notes)))
+        if side == "a":
+            wa = slots.peak
+        else:
+            wb = slots.peak
+    # products: alpha 1, beta 0, into a c-block while one is free, else a c-size slot; the scale of
+    # an input-block operand (a view: -a11 is a11) goes into the output coefficients
+    hosts = [Ref("c", q) for q in range(n * p)]
+    wc = _Slots("wc")
+    where: dict[Node, tuple[Ref, Fraction]] = {}
+    for r, prod in enumerate(program.products):
+        (lref, ls), (rref, rs) = operand[r]
+        dst = hosts.pop(0) if hosts else wc.take()
+        steps.append(Product(dst, lref, rref, Fraction(1), False, r, intent=((prod, 1 / (ls * rs)),)))
+        where[prod] = (dst, ls * rs)
+    entries, notes, entry_of = [], [], {}
+
+    def csrc(node: Node) -> tuple[Ref, Fraction]:
+        if node in entry_of:
+            return Ref("e", entry_of[node]), Fraction(1)
+        if node in where:
+            return where[node]
+        if node.op == "lin" and len(node.args) == 1:
+            ref, s = csrc(node.args[0])
+            return ref, s * node.coefs[0]
+        raise IRError(f"{program.name}: {node!r} used before it is computed")
+
+    def entry(node: Node) -> int:
+        terms = []
+        for a, c in (node.terms if node.op == "lin" else ((node, Fraction(1)),)):
+            ref, s = csrc(a)
+            terms.append(Term(ref, c * s))
+        entry_of[node] = len(entries)
+        entries.append(tuple(terms))
+        note = f"{names.get(node, '')} = {node!r}".strip(" =")
+        notes.append(note if len(note) <= 100 else note[:97] + "...")
+        return entry_of[node]
+
+    for node in topo_order(program.outputs):
+        if node.op == "lin" and node.side == "c" and len(node.args) > 1:
+            entry(node)
+    outputs, intent = [], []
+    for row, o in enumerate(program.outputs):
+        e = entry_of[o] if o in entry_of else entry(o)
+        outputs.append((e, Ref("c", row), False))
+        intent.append(((o, Fraction(1)),))
+    steps.append(Fused("c", tuple(entries), tuple(outputs), "c-blocks from the products, one pass", tuple(intent),
+                       tuple(notes)))
+    plan = MemoryPlan(wa, wb, wc.peak, False, program.rank, scratch=0)
+    return Schedule("fused", program, tuple(steps), plan, product_comments(program))
+
+
+def workspace_elements(schedule: Schedule, M: int, K: int, N: int, levels: int, cutoff: int, batch: int = 1) -> int:
+    """Peak extra elements of one call of the rendered module (its ``_workspace``: every level's
+    slots, allocated once before the recursion); a level applies while M, K, N reach the block
+    shape and min(M, K, N) >= cutoff, as in the module."""
+    n, m, p = schedule.program.shape
+    total = 0
+    for _ in range(levels):
+        if not (M >= n and K >= m and N >= p and min(M, K, N) >= cutoff):
+            break
+        bm, bk, bn = M // n, K // m, N // p
+        total += schedule.plan.elements(bm, bk, bn, batch)
+        if schedule.plan.stacked:
+            batch *= schedule.program.rank
+        M, K, N = bm, bk, bn
+    return total
+
+
 def make_schedule(program: Program, kind: str = "materialized") -> Schedule:
     if kind == "materialized":
         return materialized(program)
     if kind == "streaming":
         return streaming(program)
+    if kind == "fused":
+        return fused(program)
     raise ValueError(f"unknown schedule kind {kind!r}; known: {', '.join(KINDS)}")

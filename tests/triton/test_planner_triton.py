@@ -22,7 +22,7 @@ def ints(shape, seed, device):
 
 def test_triton_declares_its_schedules():
     assert backends.schedules("triton") == SCHEDULES
-    assert backends.schedules("torch") == ("materialized", "streaming")
+    assert backends.schedules("torch") == ("materialized", "streaming", "fused")
     assert backends.schedules("cuda") == (backends.DEFAULT_SCHEDULE,)  # CUDA takes no schedule option
 
 

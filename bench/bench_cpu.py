@@ -1,0 +1,171 @@
+"""CPU targets of issue 18: fastmm against torch.matmul in the same run, with the time split.
+
+    pytest --benchmark-only bench/bench_cpu.py                       # the target rows (minutes)
+    FASTMM_BENCH_CPU_SHAPES=512:float32,768:float64 pytest --benchmark-only bench/bench_cpu.py
+
+Each row (N, dtype) multiplies N×N by N×N:
+
+1. candidates: ``FASTMM_BENCH_CPU_PLANS`` (default ``winograd:fused,winograd:materialized``) at
+   every allowed level count (targets: 1–2 levels, 1–3 at 16384); each is timed once after a
+   warm-up call and the fastest is *the plan* of the row (chosen in this run, on this machine);
+2. A-B-A: ``rounds`` times (≥ 3, ``FASTMM_BENCH_CPU_ROUNDS``) torch.matmul, the plan, torch.matmul;
+   the ratio of a round is mean(torch before, torch after) / plan; the row's ratio is the median;
+3. the time split of the plan (one instrumented call; fused schedule only): combinations = the
+   time inside the fused combination calls of every level, products = the rest (leaf GEMMs,
+   peeling, Python), transforms = 0 (no alternative-basis transform yet).
+
+The rows of issue 18 assert their target ratio (fp32 8192³ ≥ 1.20, fp64 8192³ ≥ 1.15, fp32 4096³
+≥ 1.05, fp32 16384³ ≥ 1.25); other sizes only record. Results, with torch's time, dtype,
+threads, versions, CPU, load average and date, go to pytest-benchmark's ``extra_info`` and to a
+JSON file under bench/results/ (``FASTMM_BENCH_CPU_JSON`` names another path).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import compiler
+import fastmm
+from kernels import cpu_fused
+
+#: (N, dtype) -> (target ratio, level counts allowed)
+TARGETS = {(8192, "float32"): (1.20, (1, 2)), (8192, "float64"): (1.15, (1, 2)),
+           (4096, "float32"): (1.05, (1, 2)), (16384, "float32"): (1.25, (1, 2, 3))}
+DEFAULT_SHAPES = "8192:float32,8192:float64,4096:float32,16384:float32"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rows() -> list[tuple[int, str]]:
+    spec = os.environ.get("FASTMM_BENCH_CPU_SHAPES", DEFAULT_SHAPES)
+    rows = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        n, _, dtype = item.partition(":")
+        rows.append((int(n), dtype or "float32"))
+    return rows
+
+
+def _plans() -> list[tuple[str, str]]:
+    spec = os.environ.get("FASTMM_BENCH_CPU_PLANS", "winograd:fused,winograd:materialized")
+    return [tuple(s.split(":")) for s in spec.split(",") if s]
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class _TimedCombine:
+    """Stands in for ``kernels.cpu_fused`` in a generated module: the same calls, timed."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def combine(self, table, srcs, dsts):
+        t0 = time.perf_counter()
+        cpu_fused.combine(table, srcs, dsts)
+        self.seconds += time.perf_counter() - t0
+
+
+def split(mm, a, b) -> dict:
+    """One instrumented call: seconds in the combinations and in the rest (products)."""
+    mod = mm.module
+    if not hasattr(mod, "cpu_fused"):
+        return {"total_s": _time(lambda: mm(a, b)), "combinations_s": None, "products_s": None, "transforms_s": 0.0}
+    timed = _TimedCombine()
+    mod.cpu_fused = timed
+    try:
+        total = _time(lambda: mm(a, b))
+    finally:
+        mod.cpu_fused = cpu_fused
+    return {"total_s": total, "combinations_s": timed.seconds, "products_s": total - timed.seconds,
+            "transforms_s": 0.0}
+
+
+def measure(n: int, dtype: str, rounds: int) -> dict:
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(n)
+    a = torch.randn(n, n, dtype=dt, generator=g)
+    b = torch.randn(n, n, dtype=dt, generator=g)
+    target, levels = TARGETS.get((n, dtype), (None, (1, 2)))
+    torch.matmul(a, b)  # warm-up
+    candidates = []
+    for algorithm, schedule in _plans():
+        for lv in levels:
+            mm = compiler.compile(algorithm, levels=lv, cutoff=1, schedule=schedule)
+            mm(a, b)  # warm-up (and first-touch of nothing: the workspace is per call)
+            candidates.append((_time(lambda: mm(a, b)), algorithm, schedule, lv, mm))
+    _, algorithm, schedule, lv, mm = min(candidates, key=lambda c: c[0])
+    ratios, t_torch, t_fast = [], [], []
+    for _ in range(rounds):
+        t1 = _time(lambda: torch.matmul(a, b))
+        tf = _time(lambda: mm(a, b))
+        t2 = _time(lambda: torch.matmul(a, b))
+        ratios.append((t1 + t2) / 2 / tf)
+        t_torch += [t1, t2]
+        t_fast.append(tf)
+    err = (mm(a, b).double() - a.double() @ b.double()).abs().max().item()
+    return {
+        "N": n, "dtype": dtype, "ratio": statistics.median(ratios), "ratios": ratios, "target": target,
+        "torch_matmul_s": statistics.median(t_torch), "fastmm_s": statistics.median(t_fast),
+        "plan": {"algorithm": algorithm, "schedule": schedule, "levels": lv, "cutoff": 1,
+                 "candidates": [{"algorithm": c[1], "schedule": c[2], "levels": c[3], "seconds": c[0]}
+                                for c in candidates]},
+        "split": split(mm, a, b), "max_abs_error_vs_fp64": err,
+        "threads": torch.get_num_threads(), "fused_kernel": cpu_fused.native_reason() or "native (kernels._cpu_fused)",
+        "torch": torch.__version__, "fastmm": fastmm.__version__, "python": platform.python_version(),
+        "cpu": _cpu(), "load_avg_1min": os.getloadavg()[0],
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "method": f"A-B-A median of {rounds} rounds, same process; plan = fastest candidate after one warm-up",
+    }
+
+
+_RESULTS: list[dict] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_results():
+    yield
+    if _RESULTS:
+        path = Path(os.environ.get("FASTMM_BENCH_CPU_JSON") or
+                    RESULTS / f"cpu-bench-{datetime.date.today().isoformat()}.json")
+        path.write_text(json.dumps(_RESULTS, indent=1) + "\n")
+
+
+@pytest.mark.parametrize("n,dtype", _rows(), ids=lambda v: str(v))
+def test_cpu_ratio(benchmark, fastmm_rounds, n, dtype):
+    rounds = max(3, int(os.environ.get("FASTMM_BENCH_CPU_ROUNDS", fastmm_rounds)))
+    box = {}
+    benchmark.group = f"cpu N={n} {dtype}"
+    benchmark.pedantic(lambda: box.update(measure(n, dtype, rounds)), rounds=1, iterations=1)
+    row = box
+    benchmark.extra_info.update(row)
+    _RESULTS.append(row)
+    sp = row["split"]
+    print(f"\nN={n} {dtype}: ratio {row['ratio']:.3f} (torch.matmul {row['torch_matmul_s']:.3f} s, fastmm "
+          f"{row['fastmm_s']:.3f} s; plan {row['plan']['algorithm']} {row['plan']['schedule']} "
+          f"{row['plan']['levels']} level(s); split: products {sp['products_s']}, combinations "
+          f"{sp['combinations_s']}, transforms 0; {row['threads']} threads, load {row['load_avg_1min']:.1f})")
+    tol = {"float32": 1e-2, "float64": 1e-9}[dtype] * n ** 0.5  # error grows ~sqrt(K)·levels; generous
+    assert row["max_abs_error_vs_fp64"] < tol
+    if row["target"] is not None:
+        assert row["ratio"] >= row["target"], f"N={n} {dtype}: {row['ratio']:.3f} < target {row['target']}"
