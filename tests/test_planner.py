@@ -255,7 +255,8 @@ def test_cost_model_names_no_backend():
 @needs_compiler
 def test_torch_schedules_the_model_cannot_tell_apart_are_listed_once():
     plans = [s.plan for s in rank(_problem(8192)) if s.plan.backend == "torch"]
-    assert {p.schedule for p in plans} == {"materialized"}      # torch's "streaming" prices the same
+    # torch's "streaming" prices the same as "materialized"; "fused" declares less traffic
+    assert {p.schedule for p in plans} == {"materialized", "fused"}
 
 
 # ---- fp64, rectangular and batched products in the model -------------------------------------

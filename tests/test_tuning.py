@@ -49,7 +49,9 @@ class FakeClock:
 
 
 def _config(clock, **rule) -> PlannerConfig:
-    return PlannerConfig(algorithms=("strassen",), max_levels=2, reject_below=0, min_leaf=16, autotune=True,
+    # one schedule, so the two candidates are Strassen at 1 and 2 levels (the faked kinds)
+    return PlannerConfig(algorithms=("strassen",), max_levels=2, schedules=("materialized",), reject_below=0,
+                         min_leaf=16, autotune=True,
                          cost=SLOW_GEMM, tuning=TuneRule(timer=clock, **rule))
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 from compiler.algebra.factors import Factorization, FactorizationError
 from compiler.algebra.formats import load
 from compiler.algebra.library import library_algorithm
-from compiler.codegen.backends import Backend, BackendNotImplemented, get_backend, register_backend
+from compiler.codegen.backends import Backend, BackendNotImplemented, CombinationTraffic, get_backend, register_backend
 from compiler.codegen.emit_torch import TorchConfig, emit, prepare
 from compiler.codegen.emit_torch import load as load_module
 from compiler.ir.cse import DEFAULT_RESTARTS
@@ -106,4 +106,9 @@ def _torch_emit(f: Factorization, levels: int = 1, source: str = "", prepared=No
 register_backend(Backend(
     "torch", "Python module of torch calls: BLAS/cuBLAS leaves (baddbmm), dynamic peeling, any device",
     _torch_emit, compile_torch, devices=("cpu", "cuda"), dtypes=("float32", "float64", "float16", "bfloat16"),
-    options=("cutoff", "schedule", "cse", "restarts", "cse_effort"), schedules=KINDS))
+    options=("cutoff", "schedule", "cse", "restarts", "cse_effort"), schedules=KINDS,
+    # "fused" reads each source block once and writes each destination once per side, where the
+    # materialized passes read two blocks and write one per addition: for Winograd that is 8 of 12
+    # blocks on the a and b sides and 11 of 21 on the c side, at every level (structural counts,
+    # not timings; tuning by use measures the real plan)
+    traffic={"fused": CombinationTraffic(a=8 / 12, b=8 / 12, c=11 / 21, upper=0.6)}))
