@@ -18,7 +18,8 @@ is *finished* by one step when its target row T[i] = λ·S has λ_i = ±1 (then 
 first. When no unfinished slot has λ_i = ±1 (a permutation, say), one elementary step
 ``y[i] += c·y[j]`` between unfinished slots makes one (or runs a step of Euclid's algorithm on
 a row of λ, for larger entries). Every step keeps S unimodular for a unimodular T, so all
-coefficients stay integers and the transform stays bit-exact on integer data.
+coefficients stay integers and the transform stays bit-exact on integer data. A map that is not
+unimodular (a rational alternative basis) may finish a slot with any nonzero λ_i.
 
 Public API: ``LinearStep``, ``LinearMap``, ``out_of_place(T)``, ``in_place(T)``, ``apply(lm, x)``
 (exact, for tests), ``LinearMapError``.
@@ -45,7 +46,7 @@ class LinearStep:
 
     dst: int
     terms: tuple[tuple[int, int | Fraction], ...]
-    scale: int | Fraction = 0  # in place: the coefficient of y[dst]'s old value (±1); out of place: 0
+    scale: int | Fraction = 0  # in place: the coefficient of y[dst]'s old value (±1 when unimodular); else 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +92,8 @@ def in_place(T, max_steps: int | None = None) -> LinearMap:
     """Steps that transform the slots in place into ``T·y`` (module docstring); ``T`` invertible."""
     target = _rows(T)
     k = len(target)
-    exact_inverse(T)  # raises on a singular map
+    inv = exact_inverse(T)  # raises on a singular map
+    unimodular = all(Fraction(c).denominator == 1 for row in target for c in row) and inv.dtype != object
     S = [[int(i == j) for j in range(k)] for i in range(k)]
     done: set[int] = set()
     steps: list[LinearStep] = []
@@ -116,6 +118,8 @@ def in_place(T, max_steps: int | None = None) -> LinearMap:
                 cost = sum(1 for c in lam[i] if c != 0)
                 if best is None or cost < best[0]:
                     best = (cost, i)
+        if best is None and not unimodular:  # rational maps: any nonzero λ_i (S stays invertible)
+            best = min(((sum(1 for c in lam[i] if c != 0), i) for i in open_ if lam[i][i] != 0), default=None)
         if best is not None:
             i = best[1]
             if all(c == (1 if j == i else 0) for j, c in enumerate(lam[i])):
