@@ -34,7 +34,9 @@ are thin GEMMs (at most n^L − 1 rows) that cost less than the padded core's ex
 
 Public API: ``AltConfig``, ``core_tensor(alt)``, ``prepare(alt, config)``, ``emit(alt, config, source)``,
 ``build_altbasis(alt, levels=2, schedule="materialized", cutoff=128)`` (the callable the runtime
-measures; ``compiler.compile_altbasis`` caches it), ``costs(alt, config)``.
+measures; cached per alt object and options; ``compiler.compile_altbasis`` is the same),
+``stored_altbasis(f)`` (the stored basis of a factorization, or None), ``costs(prepared)``,
+``linear_ops(linear_map)``.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from compiler.algebra.altbasis import AltBasis
+from compiler.algebra.altbasis import AltBasis, load_altbasis
 from compiler.algebra.constructions import exact_inverse
 from compiler.algebra.factors import Factorization, matmul_tensor, to_exact
 from compiler.codegen.emit_torch import (TorchConfig, _combine_ops, _safe, block_name, environment, literal,
@@ -133,13 +137,12 @@ def linear_ops(lm: linmap.LinearMap) -> list[dict]:
     return ops
 
 
-def costs(prep: Prepared, levels: int = 1) -> dict:
+def costs(prep: Prepared) -> dict:
     """Additions: the core per level (naive, after CSE) beside the plain algorithm's, and the
     transforms' per level (out of place: the first level; in place: each deeper one)."""
-    out = {"core_naive": prep.plain.additions().total, "core_cse": prep.program.additions().total,
-           "transforms_outer": {s: prep.maps[s][0].additions for s in "abc"},
-           "transforms_inner": {s: prep.maps[s][1].additions for s in "abc"}}
-    return out
+    return {"core_naive": prep.plain.additions().total, "core_cse": prep.program.additions().total,
+            "transforms_outer": {s: prep.maps[s][0].additions for s in "abc"},
+            "transforms_inner": {s: prep.maps[s][1].additions for s in "abc"}}
 
 
 def _names(shape):
@@ -178,6 +181,20 @@ def emit(alt: AltBasis, config: TorchConfig = TorchConfig(), source: str = "",
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
     filename = source_filename(_safe(label), text, f"_torch_altbasis_{prep.schedule.kind}.py")
     return GeneratedSource(text, filename, "torch")
+
+
+STORED_PATH = Path(__file__).resolve().parents[2] / "factors" / "altbasis.json"
+
+
+@lru_cache(maxsize=4)
+def _stored(path: str) -> dict[str, AltBasis]:
+    return {alt.algorithm.digest: alt for alt in load_altbasis(path)}
+
+
+def stored_altbasis(f: Factorization, path: str | Path = STORED_PATH) -> AltBasis | None:
+    """The stored alternative basis of ``f`` (``factors/altbasis.json``, proven once on first use,
+    matched by the digest of the exact coefficients), or None: the runtime's way to find one."""
+    return _stored(str(path)).get(f.digest) if Path(path).is_file() else None
 
 
 _MODULES: dict[tuple, tuple] = {}
