@@ -269,3 +269,48 @@ def check_altbasis(shape: tuple[int, int, int], rank: int, core_steps, outer_ops
                 raise ValidationError(f"{name}: transform, core and inverse transform give a wrong "
                                       f"({i + 1},{j + 1}) block of A·B")
 
+
+def check_gpu_program(gp, seed: int = 0) -> None:
+    """Execute a ``GpuProgram`` (what the Triton and CUDA templates render) on random exact blocks.
+
+    Runs each combination stage in its order (temporaries, then results; a variable read before it
+    is assigned is an error), the products ``m_r = s_r · t_r``, the output stage, and separately
+    the fused GEMM's view (each product's expanded operand loads and its epilogue ``Use``s); both
+    must give A·B."""
+    label = f"{gp.label} (GPU lowering)"
+    blocks = Blocks(gp.shape, seed)
+    env: dict[str, np.ndarray] = {}
+    for side in (gp.a, gp.b):
+        for blk in side.blocks:
+            env[blk.var] = blocks.value(side.letter, blk.row, blk.col)
+    leaf = dict(env)
+
+    def combine(terms, scope, where) -> np.ndarray:
+        out = np.zeros((2, 2), dtype=np.int64)
+        for t in terms:
+            if t.var not in scope:
+                raise ValidationError(f"{label}: {where} reads {t.name} before it is assigned")
+            out = (out + residue(t.coef) * scope[t.var]) % P
+        return out
+
+    def run(side) -> None:
+        for k, asg in enumerate(side.temps + side.results):
+            env[asg.var] = combine(asg.terms, env, f"{side.letter}-stage step {k} ({asg.name})")
+
+    run(gp.a)
+    run(gp.b)
+    fused: dict[str, np.ndarray] = {}
+    for pr in gp.products:
+        env[pr.var] = mm(env[f"s_{pr.index}"], env[f"t_{pr.index}"])
+        direct = mm(combine(pr.a_terms, leaf, f"{pr.name}'s a loads"), combine(pr.b_terms, leaf, f"{pr.name}'s b loads"))
+        if not np.array_equal(direct, env[pr.var]):
+            raise ValidationError(f"{label}: {pr.name}'s fused operand loads differ from its combination stages")
+        for use in pr.uses:
+            fused[use.block.var] = (fused.get(use.block.var, 0) + residue(use.coef) * direct) % P
+    run(gp.c)
+    for blk in gp.c_blocks:
+        want = blocks.c[blk.row, blk.col]
+        if blk.var not in env or not np.array_equal(env[blk.var], want):
+            raise ValidationError(f"{label}: the output stage's {blk.name} is not its block of A·B")
+        if blk.var not in fused or not np.array_equal(fused[blk.var], want):
+            raise ValidationError(f"{label}: the fused epilogue's {blk.name} is not its block of A·B")
