@@ -131,6 +131,15 @@ def linear_ops(lm: linmap.LinearMap) -> list[dict]:
     for st in lm.steps:
         src = "Y" if lm.inplace else "X"
         terms = tuple(Term(Ref(src, j), Fraction(c)) for j, c in st.terms)
+        if lm.inplace and st.scale == -1 and any(t.coef == 1 for t in terms):
+            # y = x − y in one pass (torch.sub(x, y, out=y): the output aliases an input exactly,
+            # which elementwise ops allow), then the other terms
+            first = next(t for t in terms if t.coef == 1)
+            ops.append({"op": "sub", "dst": f"Y[{st.dst}]", "x": str(first.src), "y": f"Y[{st.dst}]"})
+            rest = tuple(t for t in terms if t is not first)
+            if rest:
+                ops += _combine_ops(Combine(Ref("Y", st.dst), rest, True), str)
+            continue
         if lm.inplace and st.scale != 1:
             ops.append({"op": "scale_", "dst": f"Y[{st.dst}]", "alpha": literal(Fraction(st.scale))})
         ops += _combine_ops(Combine(Ref("Y", st.dst), terms, lm.inplace), str)
