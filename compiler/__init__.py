@@ -24,6 +24,6 @@ from compiler.ir.schedule import Schedule, make_schedule  # noqa: E402
 
 __all__ += ["IRError", "Node", "Program", "Schedule", "cse_program", "lower", "lower_levels", "make_schedule"]
 from compiler.codegen.backends import Backend, BackendNotImplemented, get_backend, register_backend  # noqa: E402
-from compiler.codegen.pipeline import compile  # noqa: E402,A001  (compiler.compile(algorithm, backend=..., levels=...))
+from compiler.codegen.pipeline import compile, compile_altbasis  # noqa: E402,A001  (compiler.compile(algorithm, ...))
 
-__all__ += ["Backend", "BackendNotImplemented", "compile", "get_backend", "register_backend"]
+__all__ += ["Backend", "BackendNotImplemented", "compile", "compile_altbasis", "get_backend", "register_backend"]

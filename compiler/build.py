@@ -19,6 +19,13 @@ CSE keeps every temporary integral for an integral algorithm (bit-exact kernels)
 fewer additions (key ``additions_rational``); ``--cse-effort rational`` builds with it.
 Every emitted program passes translation validation (``compiler.codegen.validate``) first.
 
+FILE may also be a ``fastmm-altbasis`` JSON file (``factors/altbasis.json``, written by
+``python -m compiler.algebra.altbasis``): each stored alternative-basis algorithm is proven on load
+and compiled by ``compiler.codegen.emit_altbasis`` (torch backend); the table then shows, per level
+and in block additions, the plain algorithm naive → CSE, the core naive → CSE, and the transforms
+Φ+Ψ+Υ⁻¹ (level 1 out of place | each deeper level in place). ``--json`` keys: ``core_naive``,
+``core_cse``, ``transforms_outer``, ``transforms_inner`` (per side), ``integral``.
+
 Entries are built by ``--jobs`` worker processes (default: the CPUs this process may use, at most
 4), largest first; rows are printed in file order. ``--cse-effort default`` bounds the CSE per
 entry (``compiler.ir.cse.EFFORTS``: all restarts and both orientations for small systems, one greedy
@@ -111,6 +118,85 @@ def _altbasis_row(f: Factorization) -> dict | None:
             "core_abc": list(alt.core_additions()), "integral": alt.is_integral()}
 
 
+def build_altbasis_one(alt, levels: int, out: Path, source: str, schedule: str, cutoff: int,
+                       cse_effort: str = "default") -> dict:
+    """Build one alternative-basis algorithm (``compiler.codegen.emit_altbasis``); the report row."""
+    from compiler.codegen import emit_altbasis
+    from compiler.codegen.emit_torch import TorchConfig, prepare
+    f = alt.algorithm
+    config = TorchConfig(levels=levels, cutoff=cutoff, schedule=schedule, cse_effort=cse_effort)
+    plain, prog, _ = prepare(f, config)
+    prep = emit_altbasis.prepare(alt, config)
+    c = emit_altbasis.costs(prep)
+    row = {"name": f"alt-{f.label()}", "shape": list(f.shape), "rank": f.rank, "field": f.field,
+           "additions_naive": plain.additions().total, "additions_cse": prog.additions().total,
+           "core_naive": c["core_naive"], "core_cse": c["core_cse"],
+           "transforms_outer": c["transforms_outer"], "transforms_inner": c["transforms_inner"],
+           "integral": alt.is_integral(), "outputs": []}
+    gen = emit_altbasis.emit(alt, config, source, prep)
+    row["outputs"].append(str(gen.write(out)))
+    return row
+
+
+def _altbasis_table(rows: list[dict]) -> str:
+    head = ("name", "shape", "rank", "plain naive→CSE", "core naive→CSE", "transforms a+b+c: level 1 | deeper",
+            "outputs")
+    body = []
+    for r in rows:
+        o, i = r["transforms_outer"], r["transforms_inner"]
+        body.append((r["name"] + ("" if r["integral"] else " (rational)"), "<{},{},{}>".format(*r["shape"]),
+                     str(r["rank"]), f"{r['additions_naive']} → {r['additions_cse']}",
+                     f"{r['core_naive']} → {r['core_cse']}",
+                     f"{o['a']}+{o['b']}+{o['c']} | {i['a']}+{i['b']}+{i['c']}",
+                     ", ".join(Path(x).name for x in r["outputs"])))
+    widths = [max(len(x[k]) for x in [head] + body) for k in range(len(head) - 1)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(x, widths)) + "  " + x[-1] for x in [head] + body]
+    lines.insert(1, "-" * min(120, len(lines[0])))
+    return "\n".join(lines)
+
+
+def _is_altbasis_file(path: str) -> bool:
+    from compiler.algebra.altbasis import ALTBASIS_FORMAT
+    p = Path(path)
+    if p.suffix != ".json" or not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text()).get("format") == ALTBASIS_FORMAT
+    except (ValueError, AttributeError):
+        return False
+
+
+def _main_altbasis(args) -> int:
+    """``python -m compiler.build factors/altbasis.json``: every stored alternative basis (proven on
+    load), compiled into a torch module; the table shows per-level additions of the plain algorithm
+    and of the core (naive → CSE), and the transforms' (level 1 out of place, each deeper level in place)."""
+    from compiler.algebra.altbasis import load_altbasis
+    t0 = time.perf_counter()
+    try:
+        items = load_altbasis(args.file)
+    except (FactorizationError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.only:
+        items = [a for a in items if args.only in (a.algorithm.name, a.algorithm.label(), f"alt-{a.algorithm.label()}")]
+    if args.backend != "torch":
+        print("error: alternative-basis algorithms are built for the torch backend only", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for alt in items:
+        row = build_altbasis_one(alt, args.levels, out, str(args.file), args.schedule, args.cutoff, args.cse_effort)
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+    if not args.json:
+        print(_altbasis_table(rows))
+        print(f"\n{len(rows)} alternative-basis modules built into {out} in {time.perf_counter() - t0:.1f} s "
+              f"(additions per level, in blocks)")
+    return 0
+
+
 def _default_jobs() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -199,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --jobs must be >= 1", file=sys.stderr)
         return 2
     backends = list(known) if args.backend == "all" else [args.backend]
+    if _is_altbasis_file(args.file):
+        return _main_altbasis(args)
     t0 = time.perf_counter()
     try:
         fs = load(args.file, args.only)

@@ -233,23 +233,31 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "algorithm"
 
 
-def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",
-         prepared: tuple[Program, Program, Schedule] | None = None) -> GeneratedSource:
-    """Render the torch module of ``f`` (see module docstring); ``prepared``: ``prepare(f, config)``."""
-    plain, prog, sched = prepared or prepare(f, config)
-    n, m, p = f.shape
+def module_context(f: Factorization, config: TorchConfig, source: str, plain: Program, prog: Program,
+                   sched: Schedule, steps: list[dict]) -> dict:
+    """Everything ``torch_module.jinja`` renders, for ``emit`` and for templates that extend it
+    (``torch_altbasis.jinja``, whose core is ``prog``)."""
+    n, m, p = prog.shape
     plan = sched.plan
-    steps = render_steps(sched)
-    # translation validation: the very operations the template prints, run on random exact blocks
-    check_torch_ops(f.shape, prog.rank, steps, f"{f.label()} ({sched.kind} schedule)",
-                    lambda side, i, j: block_name(side, i, j, f.shape))
     plan_text = f"{plan.wa} a-, {plan.wb} b-, {plan.wc + plan.scratch} c-blocks" + (
         f" + {f.rank} stacked blocks per side" if plan.stacked else "")
-    text = environment().get_template("torch_module.jinja").render(
+    return dict(
         generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
         levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog), tables=_tables(steps))
+
+
+def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",
+         prepared: tuple[Program, Program, Schedule] | None = None) -> GeneratedSource:
+    """Render the torch module of ``f`` (see module docstring); ``prepared``: ``prepare(f, config)``."""
+    plain, prog, sched = prepared or prepare(f, config)
+    steps = render_steps(sched)
+    # translation validation: the very operations the template prints, run on random exact blocks
+    check_torch_ops(f.shape, prog.rank, steps, f"{f.label()} ({sched.kind} schedule)",
+                    lambda side, i, j: block_name(side, i, j, f.shape))
+    text = environment().get_template("torch_module.jinja").render(
+        **module_context(f, config, source, plain, prog, sched, steps))
     builtins.compile(text, "<generated>", "exec")  # must parse: fail here, not at call time
     filename = source_filename(_safe(f.label()), text, f"_torch_{sched.kind}.py")  # keyed by the text
     return GeneratedSource(text, filename, "torch")

@@ -7,6 +7,8 @@ Public API:
   file ``compiler.load`` reads (``name`` picks one entry; AlphaTensor keys such as ``"4,4,4"`` work).
   For the torch backend the callable is ``matmul`` of the very module text the CLI writes
   (``compiler.codegen.emit_torch.emit``); it also carries ``.module``, ``.source`` and ``.factorization``.
+- ``compile(..., basis=AltBasis | "auto")``: the alternative-basis algorithm instead (torch backend;
+  ``compile_altbasis(alt, levels, cutoff, schedule, cse)``, ``compiler.codegen.emit_altbasis``).
 - ``resolve(algorithm, name=None) -> Factorization``.
 
 Compiled modules are cached in-process per (factorization object, options), so the runtime can call
@@ -88,10 +90,35 @@ def compile_torch(f: Factorization, levels: int = 1, cutoff: int = 128, schedule
     return matmul
 
 
-def compile(algorithm, backend: str = "torch", levels: int = 1, name: str | None = None, **options) -> Callable:
-    """A callable ``(a, b) -> a @ b`` running ``algorithm`` on ``backend`` (see module docstring)."""
+def compile_altbasis(alt, levels: int = 1, cutoff: int = 128, schedule: str = "materialized",
+                     cse: bool = True) -> Callable:
+    """A callable ``(a, b) -> a @ b`` running the alternative-basis algorithm ``alt`` (an ``AltBasis``)
+    on the torch backend: transforms, sparse core and inverse transform at ``levels`` levels
+    (``compiler.codegen.emit_altbasis``; cached per ``alt`` object and options)."""
+    from compiler.codegen.emit_altbasis import build_altbasis
+    return build_altbasis(alt, levels=levels, schedule=schedule, cutoff=cutoff, cse=cse)
+
+
+def compile(algorithm, backend: str = "torch", levels: int = 1, name: str | None = None, basis=None,
+            **options) -> Callable:
+    """A callable ``(a, b) -> a @ b`` running ``algorithm`` on ``backend`` (see module docstring).
+
+    ``basis``: None (the standard basis, the default), an ``AltBasis`` of ``algorithm``, or
+    ``"auto"`` (the sparsest found, ``compiler.algebra.altbasis.sparsify``): the alternative-basis
+    module (``compile_altbasis``; torch backend only)."""
     f = resolve(algorithm, name)
     f.require_real()
+    if basis is not None:
+        from compiler.algebra.altbasis import AltBasis, sparsify
+        if backend != "torch":
+            raise BackendNotImplemented(f"alternative-basis algorithms are emitted for the torch backend only, "
+                                        f"not {backend}")
+        alt = sparsify(f) if isinstance(basis, str) and basis == "auto" else basis
+        if not isinstance(alt, AltBasis):
+            raise TypeError(f"basis must be None, an AltBasis or 'auto', got {basis!r}")
+        if alt.algorithm != f:
+            raise FactorizationError(f"the alternative basis {alt.name} is not one of {f.label()}")
+        return compile_altbasis(alt, levels=levels, **options)
     be = get_backend(backend)
     if be.make_callable is None:
         raise BackendNotImplemented(f"the {backend} backend emits files but gives no callable")

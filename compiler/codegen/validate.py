@@ -27,8 +27,14 @@ algorithm, the step (its index and the line printed for it) and the block that i
 (``compiler.codegen.gpu_lowering.GpuProgram``): the combination assignments in their order, the
 products, and the output combinations (or the fused epilogue's ``Use``s).
 
-Public API: ``ValidationError``, ``check_torch_ops(shape, rank, steps, name, names)``,
-``check_gpu_program(gp)``.
+``check_linear_ops`` runs a rendered block-linear map (an alternative-basis transform,
+``compiler.ir.linmap``) against its matrix, and ``check_altbasis`` one whole alternative-basis level
+(rendered transforms, rendered core, rendered inverse transform) against A·B; the core alone is
+checked by ``check_torch_ops(..., tensor=)`` against the bilinear map it must compute.
+
+Public API: ``ValidationError``, ``check_torch_ops(shape, rank, steps, name, names, tensor=None,
+inputs=None)``, ``check_gpu_program(gp)``, ``check_linear_ops(ops, T, inplace, name)``,
+``check_altbasis(shape, rank, core_steps, outer_ops, names, name, tensor)``.
 """
 
 from __future__ import annotations
@@ -66,16 +72,25 @@ def _coef(text) -> int:
 class Blocks:
     """Random residue blocks for one shape, fixed by ``seed``: ``value(side, i, j)``."""
 
-    def __init__(self, shape: tuple[int, int, int], seed: int = 0):
+    def __init__(self, shape: tuple[int, int, int], seed: int = 0, tensor=None, inputs=None):
+        """``tensor``: the bilinear map that ``c`` holds (shape (n·m, m·p, n·p), exact), A·B when
+        None; ``inputs``: given (a, b) residue blocks of shapes (n, m, 2, 2) and (m, p, 2, 2)."""
         n, m, p = shape
         rng = np.random.default_rng(seed)
         self.a = rng.integers(0, P, size=(n, m, 2, 2), dtype=np.int64)
         self.b = rng.integers(0, P, size=(m, p, 2, 2), dtype=np.int64)
+        if inputs is not None:
+            self.a, self.b = (np.asarray(x, dtype=np.int64) % P for x in inputs)
         self.c = np.zeros((n, p, 2, 2), dtype=np.int64)
-        for i in range(n):
-            for j in range(p):
-                for k in range(m):
-                    self.c[i, j] = (self.c[i, j] + self.a[i, k] @ self.b[k, j]) % P
+        if tensor is None:
+            for i in range(n):
+                for j in range(p):
+                    for k in range(m):
+                        self.c[i, j] = (self.c[i, j] + self.a[i, k] @ self.b[k, j]) % P
+            return
+        for q, s, l in np.argwhere(np.asarray(tensor, dtype=object) != 0):
+            t = residue(np.asarray(tensor, dtype=object)[q, s, l])
+            self.c[l // p, l % p] = (self.c[l // p, l % p] + t * mm(self.a[q // m, q % m], self.b[s // p, s % p])) % P
 
     def value(self, side: str, i: int, j: int) -> np.ndarray:
         return {"a": self.a, "b": self.b, "c": self.c}[side][i, j]
@@ -107,15 +122,18 @@ def node_values(blocks: Blocks):
 
 
 def check_torch_ops(shape: tuple[int, int, int], rank: int, steps: Iterable[dict], name: str, names,
-                    seed: int = 0) -> None:
+                    seed: int = 0, tensor=None, inputs=None) -> np.ndarray:
     """Execute rendered torch steps (``{"comment", "ops", "intent"}``); raise on the first wrong one,
     numbered as the schedule's steps (``Schedule.steps[k]``).
 
     ``names(side, i, j)`` is the emitter's block naming (``emit_torch.block_name``). After each step
     with an ``intent`` (``(buffer, ((node, coef), ...))``) the buffer must hold that IR value; at the
-    end every c-block must hold its block of A·B."""
+    end every c-block must hold its block of A·B, or of the bilinear map ``tensor`` (an
+    alternative-basis core: the matmul tensor in its transformed bases). ``inputs``: given (a, b)
+    residue blocks instead of random ones (``check_altbasis`` feeds the transformed operands).
+    Returns the c-blocks, (n, p, 2, 2)."""
     n, m, p = shape
-    blocks = Blocks(shape, seed)
+    blocks = Blocks(shape, seed, tensor, inputs)
     value = node_values(blocks)
     buf: dict[str, np.ndarray] = {}
     for side, rows, cols in (("a", n, m), ("b", m, p)):
@@ -194,7 +212,80 @@ def check_torch_ops(shape: tuple[int, int, int], rank: int, steps: Iterable[dict
             if q not in buf or not np.array_equal(buf[q], blocks.c[i, j]):
                 at = written.get(q)
                 where = f"last written by step {at[0]} ({at[1]})" if at else "never written"
-                raise ValidationError(f"{name}: {q} is not the ({i + 1},{j + 1}) block of A·B; {where}")
+                what = "A·B" if tensor is None else "its bilinear map"
+                raise ValidationError(f"{name}: {q} is not the ({i + 1},{j + 1}) block of {what}; {where}")
+    return np.array([[buf[names("c", i, j)] for j in range(p)] for i in range(n)], dtype=np.int64)
+
+
+def _run_linear(ops: Iterable[dict], buf: dict, readonly: set, name: str) -> None:
+    """Execute rendered linear-map operations (``emit_altbasis.linear_ops``) on residue buffers."""
+    for k, op in enumerate(ops):
+        kind, dst = op["op"], op["dst"]
+        if dst in readonly:
+            raise ValidationError(f"{name}: operation {k} ({kind} {dst}) writes the read-only operand")
+
+        def read(ref: str) -> np.ndarray:
+            if ref not in buf:
+                raise ValidationError(f"{name}: operation {k} ({kind} {dst}) reads {ref} before it is written")
+            return buf[ref]
+        if kind == "copy":
+            v = read(op["x"])
+        elif kind == "scale":
+            v = _coef(op["alpha"]) * read(op["x"])
+        elif kind in ("add", "sub", "axpy"):
+            v = read(op["x"]) + ({"add": 1, "sub": P - 1}.get(kind) or _coef(op["alpha"])) * read(op["y"])
+        elif kind in ("add_", "sub_", "axpy_"):
+            v = read(dst) + ({"add_": 1, "sub_": P - 1}.get(kind) or _coef(op["alpha"])) * read(op["x"])
+        elif kind == "scale_":
+            v = _coef(op["alpha"]) * read(dst)
+        else:
+            raise ValidationError(f"{name}: operation {k} has an unknown kind {kind!r}")
+        buf[dst] = v % P
+
+
+def _apply_linear(ops, x: np.ndarray, inplace: bool, name: str) -> np.ndarray:
+    """The rendered map on blocks x (k, 2, 2): in place from Y = x, else from X = x into fresh Y."""
+    k = x.shape[0]
+    buf = {f"Y[{i}]": x[i] for i in range(k)} if inplace else {f"X[{j}]": x[j] for j in range(k)}
+    _run_linear(ops, buf, set() if inplace else {f"X[{j}]" for j in range(k)}, name)
+    missing = [i for i in range(k) if f"Y[{i}]" not in buf]
+    if missing:
+        raise ValidationError(f"{name}: Y[{missing[0]}] is never written")
+    return np.array([buf[f"Y[{i}]"] for i in range(k)], dtype=np.int64)
+
+
+def check_linear_ops(ops, T, inplace: bool, name: str, seed: int = 0) -> None:
+    """Run a rendered block-linear map on random residue blocks; every Y[i] must be Σ_j T[i,j]·x_j."""
+    T = np.asarray(T, dtype=object)
+    k = T.shape[0]
+    x = np.random.default_rng(seed).integers(0, P, size=(k, 2, 2), dtype=np.int64)
+    y = _apply_linear(ops, x, inplace, name)
+    for i in range(k):
+        want = np.zeros((2, 2), dtype=np.int64)
+        for j in range(k):
+            if T[i, j] != 0:
+                want = (want + residue(T[i, j]) * x[j]) % P
+        if not np.array_equal(y[i], want):
+            raise ValidationError(f"{name}: Y[{i}] is not row {i} of the map applied to the blocks")
+
+
+def check_altbasis(shape: tuple[int, int, int], rank: int, core_steps, outer_ops: dict, names, name: str,
+                   tensor, seed: int = 0) -> None:
+    """One whole level of an alternative-basis module on random residue blocks: the rendered
+    level-1 Φ on the a-blocks and Ψ on the b-blocks, the rendered core steps on their results (which
+    must hold the core's bilinear map ``tensor`` of them) and the rendered Υ⁻¹ on the core's must
+    give A·B (``outer_ops``: side -> rendered operations)."""
+    n, m, p = shape
+    blocks = Blocks(shape, seed)
+    at = _apply_linear(outer_ops["a"], blocks.a.reshape(n * m, 2, 2), False, f"{name}: Φ").reshape(n, m, 2, 2)
+    bt = _apply_linear(outer_ops["b"], blocks.b.reshape(m * p, 2, 2), False, f"{name}: Ψ").reshape(m, p, 2, 2)
+    ct = check_torch_ops(shape, rank, core_steps, f"{name} core", names, seed, tensor, (at, bt))
+    c = _apply_linear(outer_ops["c"], ct.reshape(n * p, 2, 2), False, f"{name}: Υ⁻¹").reshape(n, p, 2, 2)
+    for i in range(n):
+        for j in range(p):
+            if not np.array_equal(c[i, j], blocks.c[i, j]):
+                raise ValidationError(f"{name}: transform, core and inverse transform give a wrong "
+                                      f"({i + 1},{j + 1}) block of A·B")
 
 
 def check_gpu_program(gp, seed: int = 0) -> None:

@@ -21,8 +21,8 @@ row-major). Public API:
 - ``Program`` with ``.factors()`` (exact U, V, W read back from the IR), ``.additions()``,
   ``.temporaries(side)``, ``.describe()`` (the readable printer:
   ``M3 = (a11 - a21) * (b22 - b12)``, ``t1 = a21 + a22``, ``c12 = M1 + M4``).
-- ``verify(program)``: structural checks and the exact check that the program computes A·B;
-  raises ``IRError`` naming the failing node.
+- ``verify(program, tensor=None)``: structural checks and the exact check that the program computes
+  A·B (or the bilinear map ``tensor``); raises ``IRError`` naming the failing node.
 
 Counting follows the usual convention: every binary ± of two blocks is one addition; a term
 with a coefficient other than ±1 is a scaling, counted separately (``scalings``).
@@ -346,8 +346,12 @@ def _exact_array(x: np.ndarray) -> np.ndarray:
     return to_exact(x)
 
 
-def verify(program: Program) -> Program:
-    """Check structure and that the program computes A·B exactly; raise ``IRError`` naming the node."""
+def verify(program: Program, tensor: np.ndarray | None = None) -> Program:
+    """Check structure and that the program computes A·B exactly; raise ``IRError`` naming the node.
+
+    ``tensor``: the bilinear map the program must compute instead of A·B (an exact integer array of
+    shape (n·m, m·p, n·p)): an alternative-basis core computes the matmul tensor in its transformed
+    bases (``compiler.codegen.emit_altbasis.core_tensor``), not A·B."""
     n, m, p = program.shape
     if len(program.outputs) != n * p:
         raise IRError(f"{program.name}: {len(program.outputs)} outputs for {n * p} c-blocks")
@@ -380,12 +384,14 @@ def verify(program: Program) -> Program:
         t, d = reconstruct(U, V, W)  # integer arrays: d == 1, the scale is du·dv·dw
     else:
         d = 1
-    wrong = np.argwhere(t != matmul_tensor(n, m, p) * (d * du * dv * dw))
+    want = matmul_tensor(n, m, p) if tensor is None else np.asarray(tensor, dtype=object)
+    wrong = np.argwhere(t != want * (d * du * dv * dw))
     if len(wrong):
         _, _, c = (int(x) for x in wrong[0])
         i, k = divmod(c, p)
+        what = "A·B" if tensor is None else "its bilinear map"
         raise IRError(f"{program.name}: output c{i + 1}{k + 1} = {program.outputs[c]!r} is wrong "
-                      f"({len(wrong)} wrong tensor entries): the program does not compute A·B")
+                      f"({len(wrong)} wrong tensor entries): the program does not compute {what}")
     return program
 
 
