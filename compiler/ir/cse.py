@@ -249,19 +249,14 @@ def _substitute(exprs: list[dict[int, int]], where: dict[int, set[int]], table: 
         cx, cy = ex.pop(x), ex.pop(y)
         ct = cy if flip else cx
         tx, ty = table[cx], table[cy]
-        for z, cz in ex.items():
-            k1 = (xNV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + table[cz][cx]
-            s2 = where_get(k1)
-            if s2 is not None:
-                s2.discard(e)
-                if len(s2) < 2:
-                    del where[k1]
-            k1 = (yNV + z) * NR + ty[cz] if y < z else (z * NV + y) * NR + table[cz][cy]
-            s2 = where_get(k1)
-            if s2 is not None:
-                s2.discard(e)
-                if len(s2) < 2:
-                    del where[k1]
+        for z, cz in ex.items():  # the target's pairs (x, z) and (y, z)
+            for k1 in ((xNV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + table[cz][cx],
+                       (yNV + z) * NR + ty[cz] if y < z else (z * NV + y) * NR + table[cz][cy]):
+                s2 = where_get(k1)
+                if s2 is not None:
+                    s2.discard(e)
+                    if len(s2) < 2:
+                        del where[k1]
         for z, cz in ex.items():  # t > z always: t is the newest variable
             rz = table[cz][ct]
             if modes[rz] == _NEVER:
