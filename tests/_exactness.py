@@ -1,4 +1,5 @@
-"""When float results of an exact algorithm on small integers must be bit-exact.
+"""When float results of an exact algorithm on small integers must be bit-exact, and the random
+unimodular matrices (exact changes of basis) that the property tests draw.
 
 Every value a kernel stores is an integer when the algorithm's coefficients and the data are
 integers (fastmm's CSE keeps temporaries integral); it is then exact in a float format as long as
@@ -10,6 +11,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+from hypothesis import strategies as st
 
 EXACT_INTEGERS = {"float16": 2 ** 11, "float32": 2 ** 24, "float64": 2 ** 53}
 
@@ -41,3 +43,29 @@ def random_unimodular(rng: np.random.Generator, n: int, bound: int, step: int = 
         if max(abs(int(x)) for x in row) <= bound:
             M[i] = row
     return M
+
+
+def unimodular(n: int, *, steps: int | None = None, multiplier: int = 3,
+               bound: int | None = None) -> st.SearchStrategy[np.ndarray]:
+    """Hypothesis strategy of integer n×n matrices of determinant ±1 (object dtype, exact): up to
+    ``steps`` (default max(6, 3n)) elementary row operations M[i] += k·M[j], |k| <= ``multiplier``,
+    each kept only while no entry leaves [-bound, bound] (None: unbounded), then a row negated or
+    not (determinant −1) and the rows permuted. The one generator of every property test that
+    changes bases (``random_unimodular`` is its seeded twin for loops outside hypothesis)."""
+    most = max(6, 3 * n) if steps is None else steps
+
+    @st.composite
+    def matrices(draw) -> np.ndarray:
+        M = np.eye(n, dtype=object)
+        for _ in range(draw(st.integers(0, most))):
+            if n == 1:
+                break
+            i, j = draw(st.permutations(range(n)))[:2]
+            row = M[i] + draw(st.integers(-multiplier, multiplier)) * M[j]
+            if bound is None or max(abs(int(x)) for x in row) <= bound:
+                M[i] = row
+        if draw(st.booleans()):
+            M[0] = -M[0]
+        return M[draw(st.permutations(range(n)))]
+
+    return matrices()

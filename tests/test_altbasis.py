@@ -11,25 +11,16 @@ from compiler import change_basis, kron
 from compiler.algebra.altbasis import AltBasis, additions, load_altbasis, save_altbasis, sparsify
 from compiler.algebra.factors import FactorizationError
 from compiler.algebra.library import laderman, strassen, winograd
+from _exactness import unimodular
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def unimodular(draw, n: int, steps: int = 6) -> np.ndarray:
-    """A random integer matrix of determinant ±1 (elementary row operations with multipliers up to 3)."""
-    M = np.eye(n, dtype=np.int64)
-    for _ in range(draw(st.integers(0, steps))):
-        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
-        if i != j:
-            M[i] += draw(st.integers(-3, 3)) * M[j]
-    return M
 
 
 @st.composite
 def algorithms(draw):
     f = draw(st.sampled_from([strassen(), winograd(), laderman()]))
     n, m, p = f.shape
-    return change_basis(f, unimodular(draw, n), unimodular(draw, m), unimodular(draw, p))
+    return change_basis(f, draw(unimodular(n)), draw(unimodular(m)), draw(unimodular(p)))
 
 
 def blocks(M: np.ndarray, r: int, c: int) -> list[np.ndarray]:

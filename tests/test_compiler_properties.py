@@ -31,26 +31,11 @@ from compiler.algebra.library import library_algorithm
 from compiler.codegen import emit_torch
 from compiler.codegen.validate import ValidationError, check_torch_ops
 from compiler.ir.schedule import Combine, Ref, Term, Fused
-from _exactness import EXACT_INTEGERS, random_unimodular, stored_bound
+from _exactness import EXACT_INTEGERS, random_unimodular, stored_bound, unimodular
 
 FAST = settings(max_examples=10, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def unimodular(draw, n: int, bound: int = 30) -> np.ndarray:
-    """A random integer matrix of determinant ±1 with entries in [-bound, bound]: elementary row
-    operations M[i] += k·M[j], kept while no entry leaves the bound, then a row permutation."""
-    M = np.eye(n, dtype=object)
-    for _ in range(draw(st.integers(0, 3 * n))):
-        if n == 1:
-            break
-        i, j = draw(st.permutations(range(n)))[:2]
-        k = draw(st.integers(-bound, bound))
-        row = M[i] + k * M[j]
-        if max(abs(int(x)) for x in row) <= bound:
-            M[i] = row
-    return M[draw(st.permutations(range(n)))]
 
 
 def _bases(alphatensor):
@@ -69,7 +54,7 @@ def algorithms(draw, bases):
         n, m, p = f.shape
         kind = draw(st.sampled_from(["basis", "basis", "transpose", "cyclic", "kron", "sum"]))
         if kind == "basis":
-            f = change_basis(f, unimodular(draw, n), unimodular(draw, m), unimodular(draw, p))
+            f = change_basis(f, *(draw(unimodular(d, multiplier=30, bound=30)) for d in (n, m, p)))
         elif kind == "transpose":
             f = transpose(f)
         elif kind == "cyclic":

@@ -11,6 +11,7 @@ from compiler import change_basis, cyclic, direct_sum, kron, naive, permute_shap
 from compiler.algebra.constructions import exact_inverse
 from compiler.algebra.factors import FactorizationError
 from compiler.algebra.library import laderman, strassen, winograd
+from _exactness import unimodular
 
 BASE = [strassen(), winograd(), laderman(), naive(1, 2, 3), naive(2, 1, 2), naive(3, 2, 1)]
 SMALL = [strassen(), winograd(), naive(1, 2, 3), naive(2, 1, 2), naive(2, 2, 1)]
@@ -19,23 +20,11 @@ small_algorithms = st.sampled_from(SMALL)
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def unimodular(draw, n: int) -> np.ndarray:
-    """A random integer matrix of determinant ±1: a product of elementary row operations."""
-    M = np.eye(n, dtype=np.int64)
-    for _ in range(draw(st.integers(0, 6))):
-        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
-        if i != j:
-            M[i] += draw(st.sampled_from([-1, 1])) * M[j]
-    if draw(st.booleans()):
-        M[0] *= -1
-    return M
-
-
 @st.composite
 def basis_change(draw):
     f = draw(algorithms)
     n, m, p = f.shape
-    return f, unimodular(draw, n), unimodular(draw, m), unimodular(draw, p)
+    return f, draw(unimodular(n)), draw(unimodular(m)), draw(unimodular(p))
 
 
 @SETTINGS

@@ -182,7 +182,8 @@ def emit(alt: AltBasis, config: TorchConfig = TorchConfig(), source: str = "",
              "c": grids[s][1], "outer": rendered[s][0], "inner": rendered[s][1]} for s in "abc"]
     transforms = {s: f"{prep.maps[s][0].additions} additions at level 1, {prep.maps[s][1].additions} in place "
                      f"at each deeper level" for s in "abc"}
-    ctx = module_context(f, config, source, prep.plain, prep.program, prep.schedule, steps)
+    ctx = module_context(f, config, source, prep.plain, prep.program, prep.schedule, steps,
+                         template="torch_altbasis.jinja")
     ctx["name"] = f"{f.label()} core"
     ctx["generator"] = f"{ctx['generator']} + {GENERATOR_VERSION}"
     text = environment().get_template("torch_altbasis.jinja").render(

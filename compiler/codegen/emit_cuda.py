@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from compiler.codegen.emit_torch import environment
 from compiler.codegen.generated import GeneratedSource, source_filename
+from compiler.codegen.provenance import fastmm_version, options_text, template_hash
 from compiler.algebra.factors import Factorization
 from compiler.codegen.gpu_lowering import GpuProgram, lower
 
@@ -42,7 +43,9 @@ def emit(f: Factorization | GpuProgram, dtype: str = "float32", name: str | None
     if dtype not in CUDA_TYPES:
         raise ValueError(f"dtype must be one of {sorted(CUDA_TYPES)}, got {dtype!r}")
     program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
-    text = environment().get_template("cuda_module.jinja").render(p=program, t=CUDA_TYPES[dtype])
+    text = environment().get_template("cuda_module.jinja").render(
+        p=program, t=CUDA_TYPES[dtype], fastmm_version=fastmm_version(),
+        template_hash=template_hash("cuda_module.jinja"), options=options_text({"cse": program.cse, "dtype": dtype}))
     return GeneratedSource(text, source_filename(program.name, text, f"_{dtype}.cu"), "cuda", program)
 
 

@@ -8,8 +8,8 @@ Public API:
   (``StrictUndefined``) from the schedule (``compiler.ir.schedule``) of the CSE'd program, after
   translation validation (``compiler.codegen.validate``: the rendered operations, workspace reuse
   and in-place updates included, run on random exact blocks must give A·B); the file
-  carries a provenance header (source, name, sha256, generator version) and one comment per
-  product and per output.
+  carries a provenance header (source, name, sha256, generator and fastmm versions, template hash,
+  options, additions; ``compiler.codegen.provenance``) and one comment per product and per output.
 - ``load(generated) -> module``: executes the generated text as a module (what ``compiler.compile``
   returns ``module.matmul`` of, and the same text the CLI writes).
 
@@ -35,6 +35,7 @@ from compiler.ir.program import Program
 from compiler.ir.lower import lower
 from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Fused, Product, Ref, Schedule, make_schedule
 from compiler.codegen.generated import GeneratedSource, source_filename
+from compiler.codegen.provenance import fastmm_version, options_text, template_hash
 from compiler.codegen.validate import check_torch_ops
 
 GENERATOR_VERSION = "fastmm-torch-emit 1"
@@ -234,7 +235,7 @@ def _safe(name: str) -> str:
 
 
 def module_context(f: Factorization, config: TorchConfig, source: str, plain: Program, prog: Program,
-                   sched: Schedule, steps: list[dict]) -> dict:
+                   sched: Schedule, steps: list[dict], template: str = "torch_module.jinja") -> dict:
     """Everything ``torch_module.jinja`` renders, for ``emit`` and for templates that extend it
     (``torch_altbasis.jinja``, whose core is ``prog``)."""
     n, m, p = prog.shape
@@ -245,7 +246,8 @@ def module_context(f: Factorization, config: TorchConfig, source: str, plain: Pr
         generator=GENERATOR_VERSION, source=source or (f.provenance.source if f.provenance else "") or "(in memory)",
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
-        levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog), tables=_tables(steps))
+        levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog), tables=_tables(steps),
+        fastmm_version=fastmm_version(), template_hash=template_hash(template), options=options_text(config))
 
 
 def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from compiler.codegen.emit_torch import environment
 from compiler.codegen.generated import GeneratedSource, source_filename
+from compiler.codegen.provenance import fastmm_version, options_text, template_hash
 from compiler.algebra.factors import Factorization
 from compiler.codegen.gpu_lowering import GpuProgram, lower
 
@@ -28,6 +29,8 @@ def emit(f: Factorization | GpuProgram, name: str | None = None, factor_file: st
     writes every combination out in full (no shared temporaries).
     """
     program = f if isinstance(f, GpuProgram) else lower(f, name, cse=cse, factor_file=factor_file)
-    text = environment().get_template("triton_module.jinja").render(p=program)
+    text = environment().get_template("triton_module.jinja").render(
+        p=program, fastmm_version=fastmm_version(), template_hash=template_hash("triton_module.jinja"),
+        options=options_text({"cse": program.cse}))
     compile(text, program.name, "exec")  # the module must at least parse; fail here, not at launch
     return GeneratedSource(text, source_filename(program.name, text, "_triton.py"), "triton", program)

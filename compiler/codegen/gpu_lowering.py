@@ -160,6 +160,14 @@ class GpuProgram:
     c_blocks: tuple[Block, ...]  # every c-block, row-major (the fused GEMM's accumulators)
     exact_literals: bool  # every coefficient is a dyadic rational (exact float literal)
     factor_file: str = ""  # the file it was read from, when built from one
+    cse: bool = True    # whether the combinations share CSE temporaries
+    additions_naive: int = 0  # block additions of the factorization as written (one level)
+
+    @property
+    def additions(self) -> int:
+        """Block additions the rendered combinations perform (temporaries and results, three sides)."""
+        return sum(max(len(asg.terms) - 1, 0) for side in (self.a, self.b, self.c)
+                   for asg in side.temps + side.results)
 
 
 def coefficient_literal(q: Fraction) -> str:
@@ -203,15 +211,16 @@ def lower(f: Factorization, name: str | None = None, cse: bool = True, factor_fi
     """
     from compiler.ir.lower import lower as lower_ir
     program = lower_ir(f)
+    naive = program.additions().total
     if cse:
         from compiler.ir.cse import cse_program
         program = cse_program(program)
     src = f.provenance.source or f.provenance.method or "unknown"
-    return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src, factor_file)
+    return from_ir(program, name or identifier(f.label()), f.label(), f.nnz, src, factor_file, cse, naive)
 
 
 def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], source: str,
-            factor_file: str = "") -> GpuProgram:
+            factor_file: str = "", cse: bool = True, additions_naive: int | None = None) -> GpuProgram:
     """The render context of an IR ``Program`` (see ``compiler.ir.program``): loads, temporaries, results, products."""
     n, m, p = program.shape
     grids = {"a": (n, m), "b": (m, p), "c": (n, p)}
@@ -273,6 +282,7 @@ def from_ir(program: Program, name: str, label: str, nnz: tuple[int, int, int], 
         products.append(Product(r, f"m_{r}", f"M{r + 1}", a_terms, b_terms, a_loads, b_loads, tuple(uses[pr])))
     coefs = {Fraction(c) for node in program.nodes() if node.op == "lin" for c in node.coefs}
     gp = GpuProgram(name, label, program.digest, program.shape, R, nnz, source, GENERATOR_VERSION,
-                    a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs), factor_file)
+                    a, b, c, tuple(products), tuple(blocks["c"]), all(_dyadic(q) for q in coefs), factor_file,
+                    cse, program.additions().total if additions_naive is None else additions_naive)
     check_gpu_program(gp)  # translation validation: what the templates render must compute A·B exactly
     return gp

@@ -16,8 +16,9 @@ factor) that occurs in the most targets, make it a temporary, substitute, repeat
 occurs at least twice. Greedy is order-sensitive when several pairs tie, so we run it with
 randomised tie-breaking ``restarts`` times (the first run is the deterministic one) and keep the
 best; with 16 restarts Winograd's <2,2,2;7> reaches its 15 additions, where plain greedy with an
-unlucky order does not. Pair counts are kept incrementally (counted once with numpy, then a heap
-with lazy invalidation over integer pair keys, or a bucket queue for large systems). Beyond
+unlucky order does not. Pair counts are kept incrementally (counted once with numpy, then kept
+exact by one substitution core, ``_substitute``) and ranked by one of two queues: a heap with lazy
+invalidation over integer pair keys, or a bucket queue for large systems. Beyond
 greedy: randomised restarts (sometimes one of the next-best pairs), a difference pass (a target
 written as λ·(another target) + a short residual, Winograd's ``s2 = s1 − a11``, or as a sum of two
 earlier targets), targets equal up to a scalar computed once (the factor folds into the product's
@@ -56,7 +57,7 @@ class Effort:
     entries up to about <4,4,5>); larger ones one deterministic greedy run (restarts on AlphaTensor's
     mid-size entries were most of the build time). ``other_orientation``: Σ terms² up to which
     the second orientation (see ``_side``) is tried as well. ``buckets_above``: Σ terms² above
-    which that single run uses the bucket-queue greedy (``_greedy_buckets``: twice as fast, ~4 %
+    which that single run uses the bucket queue (``_greedy(buckets=True)``: twice as fast, ~4 %
     more additions). ``difference_targets``: the difference pass (``_differences``, quadratic in
     the targets, exact Fraction arithmetic) runs for systems of at most this many targets.
     ``tiny_size``/``tiny_restarts``: systems of Σ terms² up to ``tiny_size`` (<3,3,3> and smaller)
@@ -197,43 +198,109 @@ def _ratio_mode(r) -> int:
     return _FLIP if Fraction(r).numerator in (1, -1) else _NEVER
 
 
-def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None, integral: bool = False) -> CseResult:
-    """One greedy run; ``salt`` None breaks ties by variable order, else pseudo-randomly.
+def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None = None, integral: bool = False,
+            buckets: bool = False) -> CseResult:
+    """One greedy run: while some pair of terms is held by two targets or more, take the best pair
+    as a temporary and substitute it (``_substitute``, the one core); the queue says which pair is
+    best. ``salt`` None breaks ties by variable order, else pseudo-randomly (``_HeapQueue``);
+    ``buckets``: the bucket queue (``_BucketQueue``: about twice as fast, ~4 % more additions on
+    AlphaTensor's largest systems), used for the large systems of the default effort.
 
     Hot loop, so pairs are plain ints: coefficients are interned (substitution never creates a new
     coefficient value: the temporary takes the coefficient of its first term), a ratio table maps
-    two coefficient ids to a ratio id, and a pair is ``(x·NV + y)·NR + ratio`` with x < y. Heap
-    entries are single ints too, ordered by (−count, non-unit ratio, tie-break, key): comparing
-    ints instead of tuples halves the run time on AlphaTensor's largest entries.
+    two coefficient ids to a ratio id, and a pair is ``(x·NV + y)·NR + ratio`` with x < y.
     """
     cvals, exprs, rvals, table, modes = _intern(exprs_in, integral)
     NR = len(rvals) or 1
     NV = n_leaves + sum(len(e) for e in exprs) + 1
-    nonunit = [0 if (r == 1 or r == -1) else 1 for r in rvals]
-    KB = (NV * NV * NR).bit_length()      # bits of a pair key
-    HB = KB + (0 if salt is None else 64)  # + 64 bits of salted tie-break (randomised runs only)
-    CB = HB + 1                            # + the non-unit flag; the count sits above
-
-    if salt is None:
-        def entry(key: int, count: int) -> int:
-            # smallest first: most targets, then a ±1 ratio (no scaling), then the key itself,
-            # which orders ties by (x, y): the deterministic run
-            return ((-count) << CB) | (nonunit[key % NR] << HB) | key
-    else:
-        def entry(key: int, count: int) -> int:
-            x, y = divmod(key // NR, NV)
-            tie = hash((x, y, salt)) + 2**63  # a pseudo-random order of the pairs, as a 64-bit int
-            return ((-count) << CB) | (nonunit[key % NR] << HB) | (tie << KB) | key
-
     where = _pair_sets(exprs, table, NV, NR, modes)
-    heap = [entry(key, len(s)) for key, s in where.items()]
-    heapq.heapify(heap)
-    KMASK = (1 << KB) - 1
+    unit = [1 if (r == 1 or r == -1) else 0 for r in rvals]
+    queue = _BucketQueue(where, NR, unit) if buckets else _HeapQueue(where, NV, NR, unit, salt)
     temps: list[tuple[int, int, object]] = []
-    rng = random.Random(salt) if salt is not None else None
-    heappush, heappop, where_get = heapq.heappush, heapq.heappop, where.get
+    while True:
+        key = queue.pop()
+        if key is None:
+            break
+        queue.push(_substitute(exprs, where, table, modes, key, n_leaves + len(temps), NV, NR))
+        xy, r = divmod(key, NR)
+        x, y = divmod(xy, NV)
+        temps.append((y, x, _quot(1, rvals[r])) if modes[r] == _FLIP else (x, y, rvals[r]))
+    return CseResult(n_leaves, tuple(temps),
+                     tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
 
-    def pop_valid():
+
+def _substitute(exprs: list[dict[int, int]], where: dict[int, set[int]], table: list[list[int]],
+                modes: list[int], key: int, t: int, NV: int, NR: int) -> list[tuple[int, int]]:
+    """Make pair ``key`` = (x, r·y) the temporary ``t`` in every target that holds it, keeping
+    ``where`` exact: the target's pairs with x or y are gone (a pair left in one target is
+    dropped: pairs of older variables never gain targets again), its pairs with t are new.
+    Returns the pairs that gained a target, as ``(key, targets now)`` in the order they gained it:
+    the queue files them after the substitution, in the same order as it would have during it.
+    With ``_FLIP`` the temporary is ``t = y + (1/r)·x`` and the targets take y's coefficient."""
+    s = where.pop(key)
+    xy, r = divmod(key, NR)
+    x, y = divmod(xy, NV)
+    flip = modes[r] == _FLIP
+    where_get = where.get
+    grown: list[tuple[int, int]] = []
+    xNV, yNV, tNR = x * NV, y * NV, t * NR
+    for e in sorted(s):
+        ex = exprs[e]
+        cx, cy = ex.pop(x), ex.pop(y)
+        ct = cy if flip else cx
+        tx, ty = table[cx], table[cy]
+        for z, cz in ex.items():  # the target's pairs (x, z) and (y, z)
+            for k1 in ((xNV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + table[cz][cx],
+                       (yNV + z) * NR + ty[cz] if y < z else (z * NV + y) * NR + table[cz][cy]):
+                s2 = where_get(k1)
+                if s2 is not None:
+                    s2.discard(e)
+                    if len(s2) < 2:
+                        del where[k1]
+        for z, cz in ex.items():  # t > z always: t is the newest variable
+            rz = table[cz][ct]
+            if modes[rz] == _NEVER:
+                continue
+            k2 = z * NV * NR + tNR + rz
+            s2 = where_get(k2)
+            if s2 is None:
+                where[k2] = {e}
+            else:
+                s2.add(e)
+                grown.append((k2, len(s2)))
+        ex[t] = ct
+    return grown
+
+
+class _HeapQueue:
+    """Pairs by (most targets, then a ±1 ratio: no scaling, then a tie-break), in a heap with lazy
+    invalidation. The tie-break is the key itself (ties by (x, y): the deterministic run) or, with
+    a ``salt``, a pseudo-random order of the pairs; randomised runs sometimes take one of the next
+    ``_EXPLORE_WIDTH`` best pairs (probability ``_EXPLORE``). Entries are single ints, ordered by
+    (−count, non-unit ratio, tie-break, key): comparing ints instead of tuples halves the run time
+    on AlphaTensor's largest entries."""
+
+    def __init__(self, where: dict[int, set[int]], NV: int, NR: int, unit: list[int], salt: int | None):
+        nonunit = [1 - u for u in unit]
+        KB = (NV * NV * NR).bit_length()      # bits of a pair key
+        HB = KB + (0 if salt is None else 64)  # + 64 bits of salted tie-break (randomised runs only)
+        CB = HB + 1                            # + the non-unit flag; the count sits above
+        if salt is None:
+            def entry(key: int, count: int) -> int:
+                return ((-count) << CB) | (nonunit[key % NR] << HB) | key
+        else:
+            def entry(key: int, count: int) -> int:
+                x, y = divmod(key // NR, NV)
+                tie = hash((x, y, salt)) + 2**63  # a pseudo-random order of the pairs, as a 64-bit int
+                return ((-count) << CB) | (nonunit[key % NR] << HB) | (tie << KB) | key
+        self.entry, self.where, self.CB, self.KMASK = entry, where, CB, (1 << KB) - 1
+        self.rng = random.Random(salt) if salt is not None else None
+        self.heap = [entry(key, len(s)) for key, s in where.items()]
+        heapq.heapify(self.heap)
+
+    def _pop_valid(self) -> int | None:
+        heap, where_get, entry, CB, KMASK = self.heap, self.where.get, self.entry, self.CB, self.KMASK
+        heappop, heappush = heapq.heappop, heapq.heappush
         while heap:
             ent = heappop(heap)
             key = ent & KMASK
@@ -248,133 +315,69 @@ def _greedy(exprs_in: list[dict], n_leaves: int, salt: int | None, integral: boo
             return ent
         return None
 
-    while heap:
-        ent = pop_valid()
+    def pop(self) -> int | None:
+        """The best pair's key, or None when no pair is held by two targets."""
+        ent = self._pop_valid()
         if ent is None:
-            break
+            return None
+        rng = self.rng
         if rng is not None and rng.random() < _EXPLORE:
-            # randomised greedy: sometimes take one of the next best pairs instead of the best
-            others = [e for e in (pop_valid() for _ in range(_EXPLORE_WIDTH)) if e is not None]
+            others = [e for e in (self._pop_valid() for _ in range(_EXPLORE_WIDTH)) if e is not None]
             if others:
                 pick = rng.randrange(len(others))
                 others[pick], ent = ent, others[pick]
             for e in others:
-                heappush(heap, e)
-        key = ent & KMASK
-        s = where.pop(key)
-        xy, r = divmod(key, NR)
-        x, y = divmod(xy, NV)
-        t = n_leaves + len(temps)
-        flip = modes[r] == _FLIP  # t = y + (1/r)·x, and the targets take y's coefficient
-        temps.append((y, x, _quot(1, rvals[r])) if flip else (x, y, rvals[r]))
-        xNV, yNV, tNR = x * NV, y * NV, t * NR
-        for e in sorted(s):
-            ex = exprs[e]
-            cx, cy = ex.pop(x), ex.pop(y)
-            ct = cy if flip else cx
-            tx, ty = table[cx], table[cy]
-            for z, cz in ex.items():
-                if x < z:
-                    s2 = where_get((xNV + z) * NR + tx[cz])
-                else:
-                    s2 = where_get((z * NV + x) * NR + table[cz][cx])
-                if s2 is not None:
-                    s2.discard(e)
-                if y < z:
-                    s2 = where_get((yNV + z) * NR + ty[cz])
-                else:
-                    s2 = where_get((z * NV + y) * NR + table[cz][cy])
-                if s2 is not None:
-                    s2.discard(e)
-            for z, cz in ex.items():  # t > z always: t is the newest variable
-                rz = table[cz][ct]
-                if modes[rz] == _NEVER:
-                    continue
-                k2 = z * NV * NR + tNR + rz
-                s2 = where_get(k2)
-                if s2 is None:
-                    where[k2] = {e}
-                else:
-                    s2.add(e)
-                    heappush(heap, entry(k2, len(s2)))
-            ex[t] = ct
-    return CseResult(n_leaves, tuple(temps),
-                     tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
+                heapq.heappush(self.heap, e)
+        return ent & self.KMASK
+
+    def push(self, grown: list[tuple[int, int]]) -> None:
+        heap, entry, heappush = self.heap, self.entry, heapq.heappush
+        for key, count in grown:
+            heappush(heap, entry(key, count))
 
 
-def _greedy_buckets(exprs_in: list[dict], n_leaves: int, integral: bool = False) -> CseResult:
-    """The same greedy with a bucket queue (one list per count; last in, first out among ties)
-    instead of a heap ordered by variables: about twice as fast, and on AlphaTensor's largest
-    systems about 4 % more additions (<11,12,12;990> a-side: 3152 vs 3036). Used for the large
-    systems of the default effort (``Effort.buckets_above``)."""
-    cvals, exprs, rvals, table, modes = _intern(exprs_in, integral)
-    NR = len(rvals) or 1
-    NV = n_leaves + sum(len(e) for e in exprs) + 1
-    unit = [1 if (r == 1 or r == -1) else 0 for r in rvals]
-    where = _pair_sets(exprs, table, NV, NR, modes)
-    buckets: dict[int, list[int]] = {}  # level 2·count + (ratio ±1) → pair keys
-    top = 0
-    for key, s in where.items():
-        lv = 2 * len(s) + unit[key % NR]
-        buckets.setdefault(lv, []).append(key)
-        top = max(top, lv)
-    temps: list[tuple[int, int, object]] = []
-    where_get = where.get
-    while top >= 4:  # a pair held by at least two targets
-        b = buckets.get(top)
-        if not b:
-            top -= 1
-            continue
-        key = b.pop()
-        s = where_get(key)
-        if s is None:
-            continue
-        lv = 2 * len(s) + unit[key % NR]
-        if lv != top:  # stale: re-file at its true level
-            if len(s) >= 2 and lv < top:
-                buckets.setdefault(lv, []).append(key)
-            continue
-        del where[key]
-        xy, r = divmod(key, NR)
-        x, y = divmod(xy, NV)
-        t = n_leaves + len(temps)
-        flip = modes[r] == _FLIP
-        temps.append((y, x, _quot(1, rvals[r])) if flip else (x, y, rvals[r]))
-        xNV, yNV, tNR = x * NV, y * NV, t * NR
-        for e in sorted(s):
-            ex = exprs[e]
-            cx, cy = ex.pop(x), ex.pop(y)
-            ct = cy if flip else cx
-            tx, ty = table[cx], table[cy]
-            for z, cz in ex.items():
-                k1 = (xNV + z) * NR + tx[cz] if x < z else (z * NV + x) * NR + table[cz][cx]
-                s2 = where_get(k1)
-                if s2 is not None:
-                    s2.discard(e)
-                    if len(s2) < 2:  # pairs of older variables never gain targets again
-                        del where[k1]
-                k2 = (yNV + z) * NR + ty[cz] if y < z else (z * NV + y) * NR + table[cz][cy]
-                s2 = where_get(k2)
-                if s2 is not None:
-                    s2.discard(e)
-                    if len(s2) < 2:
-                        del where[k2]
-            for z, cz in ex.items():
-                rz = table[cz][ct]
-                if modes[rz] == _NEVER:
-                    continue
-                k2 = z * NV * NR + tNR + rz
-                s2 = where_get(k2)
-                if s2 is None:
-                    where[k2] = {e}
-                else:
-                    s2.add(e)
-                    lv = 2 * len(s2) + unit[k2 % NR]
-                    buckets.setdefault(lv, []).append(k2)
-                    top = max(top, lv)
-            ex[t] = ct
-    return CseResult(n_leaves, tuple(temps),
-                     tuple(tuple(sorted((v, cvals[c]) for v, c in e.items())) for e in exprs))
+class _BucketQueue:
+    """Pairs by (most targets, then a ±1 ratio) in a bucket queue: one list per level
+    ``2·count + (ratio ±1)``, last in, first out among ties."""
+
+    def __init__(self, where: dict[int, set[int]], NR: int, unit: list[int]):
+        self.where, self.NR, self.unit = where, NR, unit
+        self.buckets: dict[int, list[int]] = {}
+        self.top = 0
+        for key, s in where.items():
+            lv = 2 * len(s) + unit[key % NR]
+            self.buckets.setdefault(lv, []).append(key)
+            self.top = max(self.top, lv)
+
+    def pop(self) -> int | None:
+        buckets, where_get, unit, NR, top = self.buckets, self.where.get, self.unit, self.NR, self.top
+        while top >= 4:  # a pair held by at least two targets
+            b = buckets.get(top)
+            if not b:
+                top -= 1
+                continue
+            key = b.pop()
+            s = where_get(key)
+            if s is None:
+                continue
+            lv = 2 * len(s) + unit[key % NR]
+            if lv != top:  # stale: re-file at its true level
+                if len(s) >= 2 and lv < top:
+                    buckets.setdefault(lv, []).append(key)
+                continue
+            self.top = top
+            return key
+        self.top = top
+        return None
+
+    def push(self, grown: list[tuple[int, int]]) -> None:
+        buckets, unit, NR, top = self.buckets, self.unit, self.NR, self.top
+        for key, count in grown:
+            lv = 2 * count + unit[key % NR]
+            buckets.setdefault(lv, []).append(key)
+            if lv > top:
+                top = lv
+        self.top = top
 
 
 def _quot(p, q):
@@ -476,7 +479,7 @@ def eliminate(targets: Sequence[dict[Hashable, Fraction]], restarts: int = DEFAU
             system = _differences(exprs, by_size if run == 1 else rng.sample(range(k), k), n0,
                                   integral=not eff.rational)
         if runs == 1 and size > eff.buckets_above:
-            res = _greedy_buckets(system, n0 + k, not eff.rational)
+            res = _greedy(system, n0 + k, integral=not eff.rational, buckets=True)
         else:
             res = _greedy(system, n0 + k, None if run <= 1 else seed * 1_000_003 + run, not eff.rational)
         if best is None or (res.additions, res.scalings) < (best.additions, best.scalings):

@@ -182,29 +182,16 @@ def _settle_hint(P, N, R, watch, hint, mod2):
                     continue
                 if h >= 0 and _match(P, N, x, y, h, mod2) == 0:
                     continue
-                s0 = _match(P, N, x, y, 0, mod2)
-                s1 = _match(P, N, x, y, 1, mod2)
-                if s0 == 0 and s1 == 0:  # the common case: at most one equal slot
+                kind, d, np_, nn_ = _reduction(P, N, x, y, mod2)
+                if kind == _NONE:
                     continue
-                s2 = _match(P, N, x, y, 2, mod2)
-                eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
-                if eq < 2:
-                    continue
-                if eq == 3:
-                    if mod2 or s0 * s1 * s2 < 0:  # x + y == 0: both go
-                        hi, lo = (x, y) if x > y else (y, x)
-                        R = _remove(P, N, R, hi, watch)
-                        R = _remove(P, N, R, lo, watch)
-                        reductions += 1
-                        changed = True
-                        break
-                    continue  # x + y == 2x: not ternary
-                d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
-                # y = (s0·x0)⊗(s1·x1)⊗..., so x + y changes slot d by (product of the equal slots' signs)·y_d
-                sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
-                ok, np_, nn_ = _add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
-                if not ok:
-                    continue
+                if kind == _CANCEL:  # x + y == 0: both go
+                    hi, lo = (x, y) if x > y else (y, x)
+                    R = _remove(P, N, R, hi, watch)
+                    R = _remove(P, N, R, lo, watch)
+                    reductions += 1
+                    changed = True
+                    break
                 P[x, d] = np_
                 N[x, d] = nn_
                 hint[w] = d
@@ -215,6 +202,38 @@ def _settle_hint(P, N, R, watch, hint, mod2):
             if changed:
                 break
     return R, reductions
+
+
+#: what ``_reduction`` finds for two terms
+_NONE, _MERGE, _CANCEL = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _reduction(P, N, x, y, mod2):
+    """How terms x and y reduce: ``(_CANCEL, ...)`` when x + y == 0; ``(_MERGE, d, p, n)`` when
+    they agree (up to sign) in the two slots other than d, so x + y is one term whose slot d is
+    (p, n); ``(_NONE, ...)`` otherwise (at most one equal slot, x + y == 2x, or a merged slot that
+    would leave {-1, 0, 1}). The one comparison of both settle loops (plain and orbit walks);
+    inlined, so it costs them no call."""
+    s0 = _match(P, N, x, y, 0, mod2)
+    s1 = _match(P, N, x, y, 1, mod2)
+    if s0 == 0 and s1 == 0:  # the common case: at most one equal slot
+        return _NONE, 0, _ZERO, _ZERO
+    s2 = _match(P, N, x, y, 2, mod2)
+    eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
+    if eq < 2:
+        return _NONE, 0, _ZERO, _ZERO
+    if eq == 3:
+        if mod2 or s0 * s1 * s2 < 0:
+            return _CANCEL, 0, _ZERO, _ZERO
+        return _NONE, 0, _ZERO, _ZERO  # x + y == 2x: not ternary
+    d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
+    # y = (s0·x0)⊗(s1·x1)⊗..., so x + y changes slot d by (product of the equal slots' signs)·y_d
+    sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
+    ok, p, n = _add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
+    if not ok:
+        return _NONE, 0, _ZERO, _ZERO
+    return _MERGE, d, p, n
 
 
 @njit(cache=True, inline="always")

@@ -152,30 +152,18 @@ def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, co
                     y = 3 * oy + t - c
                     if oy < 0 or y >= R:
                         continue
-                s0 = K._match(P, N, x, y, 0, mod2)
-                s1 = K._match(P, N, x, y, 1, mod2)
-                if s0 == 0 and s1 == 0:
+                kind, d, np_, nn_ = K._reduction(P, N, x, y, mod2)
+                if kind == K._NONE:
                     continue
-                s2 = K._match(P, N, x, y, 2, mod2)
-                eq = (s0 != 0) + (s1 != 0) + (s2 != 0)
-                if eq < 2:
-                    continue
-                if eq == 3:
-                    if mod2 or s0 * s1 * s2 < 0:  # x + y == 0: both orbits cancel
-                        oy = y // 3
-                        hi, lo = (ox, oy) if ox > oy else (oy, ox)
-                        R = _remove_orbit(P, N, R, hi, watch)
-                        R = _remove_orbit(P, N, R, lo, watch)
-                        reductions += 2
-                        hint[:] = -1
-                        changed = True
-                        break
-                    continue
-                d = 0 if s0 == 0 else (1 if s1 == 0 else 2)
-                sign = (s0 if d != 0 else 1) * (s1 if d != 1 else 1) * (s2 if d != 2 else 1)
-                ok, np_, nn_ = K._add(P[x, d], N[x, d], P[y, d], N[y, d], sign, mod2)
-                if not ok:
-                    continue
+                if kind == K._CANCEL:  # x + y == 0: both orbits cancel
+                    oy = y // 3
+                    hi, lo = (ox, oy) if ox > oy else (oy, ox)
+                    R = _remove_orbit(P, N, R, hi, watch)
+                    R = _remove_orbit(P, N, R, lo, watch)
+                    reductions += 2
+                    hint[:] = -1
+                    changed = True
+                    break
                 P[x, d] = np_
                 N[x, d] = nn_
                 R = _remove_orbit(P, N, R, y // 3, watch)
