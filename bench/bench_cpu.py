@@ -6,7 +6,8 @@
 Each row (N, dtype) multiplies N×N by N×N:
 
 1. candidates: ``FASTMM_BENCH_CPU_PLANS`` (default ``winograd:fused,winograd:materialized``) at
-   every allowed level count (targets: 1–2 levels, 1–3 at 16384); each is timed once after a
+   every allowed level count (targets: 1–2 levels, 1–3 at 16384; ``FASTMM_BENCH_CPU_LEVELS=2,3``
+   keeps only those of them); each is timed once after a
    warm-up call and the fastest is *the plan* of the row (chosen in this run, on this machine);
 2. A-B-A: ``rounds`` times (≥ 3, ``FASTMM_BENCH_CPU_ROUNDS``) torch.matmul, the plan, torch.matmul;
    the ratio of a round is mean(torch before, torch after) / plan; the row's ratio is the median;
@@ -107,6 +108,8 @@ def measure(n: int, dtype: str, rounds: int) -> dict:
     a = torch.randn(n, n, dtype=dt, generator=g)
     b = torch.randn(n, n, dtype=dt, generator=g)
     target, levels = TARGETS.get((n, dtype), (None, (1, 2)))
+    if os.environ.get("FASTMM_BENCH_CPU_LEVELS"):  # e.g. "2,3": fewer candidates on long rows
+        levels = tuple(lv for lv in map(int, os.environ["FASTMM_BENCH_CPU_LEVELS"].split(",")) if lv in levels)
     torch.matmul(a, b)  # warm-up
     candidates = []
     for algorithm, schedule in _plans():

@@ -18,9 +18,11 @@ a shared 2-core CPU:
    order), so the arms interleave A-B-C-A-B-C and slow drift of the machine's speed hits all alike.
 3. The first ``warmup`` [1] timing of each arm is discarded (first touch of workspaces, BLAS
    thread wake-up). Compilation happens before the timed region.
-4. Once every live arm has ``min_samples`` [3] timings, with T = the median of torch.matmul's:
+4. Once every live arm has ``min_samples`` [3] timings, and as many as it takes for torch.matmul's
+   kept timings to add up to ``min_seconds`` [1 s] (at most ``max_samples``: a 0.1 s product
+   takes 8 timings per arm, an 8 s one 3), with T = the median of torch.matmul's:
    - a candidate whose median is ≥ T is dropped, and recorded as slower than torch.matmul;
-   - a candidate *wins* if its median is ≤ T·(1 − ``margin``) [2 %] and its slowest timing is
+   - a candidate *wins* if its median is ≤ T·(1 − ``margin``) [3 %] and its slowest timing is
      below T (every one of its timings beat the typical torch call), and no live candidate has
      a lower median;
    - in between (a tie within the margin) sampling goes on.
@@ -37,6 +39,7 @@ work, which only biases the rule against the fast plan: the safe direction.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -71,7 +74,8 @@ class TuneRule:
     slack: float = 0.15          # candidates predicted up to this much slower than torch are tried
     warmup: int = 1              # first timings of each arm discarded
     min_samples: int = 3         # timings per live arm before any verdict
-    margin: float = 0.02         # a winner's median must beat torch's by this fraction
+    margin: float = 0.03         # a winner's median must beat torch's by this fraction
+    min_seconds: float = 1.0     # kept torch.matmul time before a verdict (short products: more timings)
     max_samples: int = 8         # torch.matmul timings after which torch is kept (the call budget)
     timer: Timer = field(default=wall_timer, compare=False)   # tests pass a fake clock
 
@@ -135,6 +139,10 @@ class Trial:
         if any(len(self.samples[p.key]) < r.min_samples for p in self.live):
             return None
         t = statistics.median(self.samples[self.vendor.key])
+        # short products are noisier per call: sample until torch.matmul's timings add up to min_seconds
+        needed = max(r.min_samples, min(r.max_samples, math.ceil(r.min_seconds / max(t, 1e-9))))
+        if any(len(self.samples[p.key]) < needed for p in self.live):
+            return None
         for p in [p for p in self.live if p is not self.vendor]:
             if statistics.median(self.samples[p.key]) >= t:
                 self.live.remove(p)
