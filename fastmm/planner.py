@@ -36,6 +36,8 @@ from fastmm.plans import TORCH_MATMUL, Plan
 from fastmm.tuning import TuneRule
 
 FAST_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# the reason of a decision taken from the tuning cache (the runtime starts no trial for those)
+FROM_CACHE = "measured winner from the tuning cache"
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def decide(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorithm=N
     if cache is not None:
         hit = cache.lookup(problem)
         if hit is not None:
-            return Decision(hit, "measured winner from the tuning cache", tuple(scored), cost)
+            return Decision(hit, FROM_CACHE, tuple(scored), cost)
     vendor = next(s for s in scored if s.plan.is_vendor)
     best = usable[0]
     if best.plan.is_vendor or best.predicted_s > vendor.predicted_s * (1 - config.margin):

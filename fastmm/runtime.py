@@ -31,8 +31,8 @@ import torch
 from fastmm import backends, calibrate
 from fastmm import cache as cache_mod
 from fastmm.ops import all_finite, auto_key, execute, register_plan, set_auto_planner
-from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, Decision, PlannerConfig, Problem, Scored, decide,
-                            precision_mode, rank, trial_candidates)
+from fastmm.planner import (DEFAULT_CONFIG, FAST_DTYPES, FROM_CACHE, Decision, PlannerConfig, Problem, Scored,
+                            decide, precision_mode, rank, trial_candidates)
 from fastmm.plans import TORCH_MATMUL, Plan
 from fastmm.semantics import core_dims, lower
 from fastmm.tuning import Trial, Verdict
@@ -170,7 +170,7 @@ def _decide_cached(problem: Problem, config: PlannerConfig, cache_dir: str, meas
         _tune_problem(problem, config, tuning, reps=3, progress=True)
     decision = decide(problem, config, cache=tuning)
     if (mode == "use" and tuning is not None and decision.candidates
-            and decision.reason != "measured winner from the tuning cache"):
+            and decision.reason != FROM_CACHE):
         fast = trial_candidates(decision, config)
         if fast:
             trial = Trial(TORCH_MATMUL, fast, config.tuning)
