@@ -1,7 +1,8 @@
 """Peak extra memory of the torch backend's schedules: ``python -m compiler.memory``.
 
-The rendered module allocates all its workspace once per call, before the recursion
-(``_workspace``: every level's slots); nothing else is allocated by fastmm inside the recursion
+The rendered module allocates all its workspace once, before the recursion (``_workspace``: every
+level's slots; on CPU kept between calls by ``kernels.workspace``, within ``FASTMM_WORKSPACE_MB``,
+so a repeated product faults in no fresh pages); nothing else is allocated by fastmm inside the recursion
 (the BLAS leaves may pack internally, as torch.matmul does). ``peak_extra(...)`` is that size
 (``compiler.ir.schedule.workspace_elements``, tested equal to what ``_workspace`` allocates), in
 bytes and as a fraction of the operands and result (A + B + C). The fused schedule's C kernel adds
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--algorithms", nargs="+", default=["strassen", "winograd", "laderman", "4x4x4"])
     ap.add_argument("--schedules", nargs="+", default=list(KINDS), choices=KINDS)
     args = ap.parse_args(argv)
-    print(f"peak extra memory of one {args.size}³ {args.dtype} call (workspace, allocated once per call)")
+    print(f"peak extra memory of one {args.size}³ {args.dtype} call (workspace, allocated once; on CPU kept between calls)")
     print(f"{'algorithm':28s} {'schedule':13s} {'levels':>6s} {'extra MiB':>12s} {'÷(A+B+C)':>8s}")
     for row in table(args.algorithms, args.levels, args.size, args.dtype, args.schedules):
         print(row.line())

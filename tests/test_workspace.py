@@ -1,0 +1,128 @@
+"""Workspaces kept between calls (kernels.workspace): reused, bounded, per thread, never where unsafe."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import compiler
+from kernels import workspace
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    monkeypatch.delenv("FASTMM_WORKSPACE_MB", raising=False)
+    workspace.release()
+    yield
+    workspace.release()
+
+
+def _ints(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-3, 4, shape, generator=g).to(torch.float64)
+
+
+def _new(n=4):
+    return lambda: (torch.empty(n, dtype=torch.float32), [torch.empty(n, dtype=torch.float64)])
+
+
+def test_the_same_thread_and_key_get_the_same_workspace():
+    owner = object()
+    first = workspace.kept(owner, (1, 2), _new())
+    assert workspace.kept(owner, (1, 2), _new()) is first
+    assert workspace.kept(owner, (1, 3), _new()) is not first
+    assert workspace.kept(object(), (1, 2), _new()) is not first
+    assert workspace.kept_bytes() == 3 * (4 * 4 + 4 * 8)
+
+
+def test_threads_never_share_a_workspace():
+    owner, got = object(), []
+    mine = workspace.kept(owner, (7,), _new())
+    t = threading.Thread(target=lambda: got.append(workspace.kept(owner, (7,), _new())))
+    t.start()
+    t.join()
+    assert got[0] is not mine
+    # the finished thread's workspace is dropped when the next one is kept
+    workspace.kept(owner, (8,), _new())
+    assert workspace.kept_bytes() == 2 * (4 * 4 + 4 * 8)
+
+
+def test_the_budget_bounds_what_is_kept(monkeypatch):
+    monkeypatch.setenv("FASTMM_WORKSPACE_MB", str(3 * 48 / 2**20))  # room for three 48-byte workspaces
+    owner = object()
+    kept = [workspace.kept(owner, (i,), _new()) for i in range(4)]
+    assert workspace.kept_bytes() == 3 * 48
+    assert workspace.kept(owner, (0,), _new()) is not kept[0]   # least recently used went first
+    assert workspace.kept(owner, (3,), _new()) is kept[3]
+    monkeypatch.setenv("FASTMM_WORKSPACE_MB", "0")
+    workspace.release()
+    assert workspace.kept(owner, (9,), _new()) is not workspace.kept(owner, (9,), _new())
+    assert workspace.kept_bytes() == 0
+
+
+def test_bad_budget_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("FASTMM_WORKSPACE_MB", "lots")
+    with pytest.raises(ValueError, match="FASTMM_WORKSPACE_MB"):
+        workspace.budget()
+    monkeypatch.setenv("FASTMM_WORKSPACE_MB", "-1")
+    with pytest.raises(ValueError, match="≥ 0"):
+        workspace.budget()
+
+
+def test_inference_mode_gets_its_own_workspace():
+    owner = object()
+    outside = workspace.kept(owner, (1,), _new())
+    with torch.inference_mode():
+        inside = workspace.kept(owner, (1,), _new())
+    assert inside is not outside
+    assert workspace.kept(owner, (1,), _new()) is outside
+
+
+def test_reuse_is_refused_where_it_is_unsafe():
+    a = torch.ones(2, 2)
+    assert workspace.reusable("cpu", a, a)
+    assert not workspace.reusable("cuda", a, a)
+    g = torch.ones(2, 2, requires_grad=True)
+    assert not workspace.reusable("cpu", g, a)
+    with torch.no_grad():
+        assert workspace.reusable("cpu", g, a)
+
+
+@pytest.mark.parametrize("schedule", ["materialized", "fused"])
+def test_a_module_keeps_its_workspace_and_stays_exact(schedule):
+    """Calls of several shapes, back and forth, with the workspace reused: every result exact."""
+    mm = compiler.compile("winograd", levels=2, cutoff=1, schedule=schedule)
+    shapes = [(64, 48, 80), (37, 66, 29), (64, 48, 80), (2, 37, 66, 29)]
+    for i, shape in enumerate(shapes):
+        *batch, m, k, n = shape
+        a, b = _ints(*batch, m, k, seed=i), _ints(*batch, k, n, seed=i + 10)
+        assert torch.equal(mm(a, b), a @ b), shape
+    held = workspace.kept_bytes()
+    assert held > 0
+    a, b = _ints(64, 48), _ints(48, 80, seed=1)
+    mm(a, b)
+    assert workspace.kept_bytes() == held   # the same shape again allocates nothing new
+    assert workspace.release() == held and workspace.kept_bytes() == 0
+
+
+def test_inference_mode_calls_then_normal_calls_work():
+    mm = compiler.compile("strassen", levels=1, cutoff=1)
+    a, b = _ints(16, 16), _ints(16, 16, seed=3)
+    with torch.inference_mode():
+        assert torch.equal(mm(a, b), a @ b)
+    assert torch.equal(mm(a, b), a @ b)
+
+
+def test_an_alternative_basis_module_keeps_its_buffers_and_stays_exact():
+    from compiler.algebra.library import library_algorithm
+
+    mm = compiler.compile(library_algorithm("winograd"), levels=2, cutoff=1, basis="auto")
+    for i, (m, k, n) in enumerate([(36, 20, 44), (37, 21, 45), (36, 20, 44)]):
+        a, b = _ints(m, k, seed=i), _ints(k, n, seed=i + 5)
+        assert torch.equal(mm(a, b), a @ b), (m, k, n)
+    held = workspace.kept_bytes()
+    assert held > 0
+    mm(_ints(36, 20), _ints(20, 44, seed=2))
+    assert workspace.kept_bytes() == held
