@@ -5,15 +5,18 @@
 
 Each row (N, dtype) multiplies N×N by N×N:
 
-1. candidates: ``FASTMM_BENCH_CPU_PLANS`` (default ``winograd:fused,winograd:materialized``) at
+1. candidates: ``FASTMM_BENCH_CPU_PLANS`` (``algorithm:schedule[:alt]`` items, ``alt`` = the stored
+   alternative basis; default ``winograd:fused,winograd:materialized,strassen:materialized,
+   winograd:materialized:alt``) at
    every allowed level count (targets: 1–2 levels, 1–3 at 16384; ``FASTMM_BENCH_CPU_LEVELS=2,3``
    keeps only those of them); each is timed once after a
    warm-up call and the fastest is *the plan* of the row (chosen in this run, on this machine);
 2. A-B-A: ``rounds`` times (≥ 3, ``FASTMM_BENCH_CPU_ROUNDS``) torch.matmul, the plan, torch.matmul;
    the ratio of a round is mean(torch before, torch after) / plan; the row's ratio is the median;
-3. the time split of the plan (one instrumented call; fused schedule only): combinations = the
-   time inside the fused combination calls of every level, products = the rest (leaf GEMMs,
-   peeling, Python), transforms = 0 (no alternative-basis transform yet).
+3. the time split of the plan (one instrumented call, any schedule): products = the time inside
+   the module's leaf BLAS calls (``_leaf``: leaf products and peeled strips), transforms = the
+   time inside an alternative basis's ``_transform_a``/``_transform_b``/``_inverse_c``,
+   combinations = the rest (every addition pass and the recursion's Python).
 
 The rows of issue 18 assert their target ratio (fp32 8192³ ≥ 1.20, fp64 8192³ ≥ 1.15, fp32 4096³
 ≥ 1.05, fp32 16384³ ≥ 1.25); other sizes only record. Results, with torch's time, dtype,
@@ -42,6 +45,7 @@ from kernels import cpu_fused
 TARGETS = {(8192, "float32"): (1.20, (1, 2)), (8192, "float64"): (1.15, (1, 2)),
            (4096, "float32"): (1.05, (1, 2)), (16384, "float32"): (1.25, (1, 2, 3))}
 DEFAULT_SHAPES = "8192:float32,8192:float64,4096:float32,16384:float32"
+DEFAULT_PLANS = "winograd:fused,winograd:materialized,strassen:materialized,winograd:materialized:alt"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -54,9 +58,16 @@ def _rows() -> list[tuple[int, str]]:
     return rows
 
 
-def _plans() -> list[tuple[str, str]]:
-    spec = os.environ.get("FASTMM_BENCH_CPU_PLANS", "winograd:fused,winograd:materialized")
-    return [tuple(s.split(":")) for s in spec.split(",") if s]
+def _plans() -> list[tuple[str, str, str]]:
+    """(algorithm, schedule, basis) from ``algorithm:schedule[:alt]`` items."""
+    spec = os.environ.get("FASTMM_BENCH_CPU_PLANS", DEFAULT_PLANS)
+    plans = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        algorithm, schedule, *rest = item.split(":")
+        if rest not in ([], ["alt"]):
+            raise ValueError(f"FASTMM_BENCH_CPU_PLANS item {item!r}: expected algorithm:schedule[:alt]")
+        plans.append((algorithm, schedule, "alt" if rest else ""))
+    return plans
 
 
 def _cpu() -> str:
@@ -75,31 +86,56 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-class _TimedCombine:
-    """Stands in for ``kernels.cpu_fused`` in a generated module: the same calls, timed."""
+class _Timed:
+    """Stands in for one module-level function of a generated module: the same calls, timed."""
 
-    def __init__(self):
-        self.seconds = 0.0
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
 
-    def combine(self, table, srcs, dsts):
+    def __call__(self, *args, **kwargs):
         t0 = time.perf_counter()
-        cpu_fused.combine(table, srcs, dsts)
-        self.seconds += time.perf_counter() - t0
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+#: functions of a generated torch module whose time is a part of the split (absent ones are skipped)
+PRODUCTS = ("_leaf",)                                   # every BLAS call: leaf products and peeled strips
+TRANSFORMS = ("_transform_a", "_transform_b", "_inverse_c")   # alternative-basis modules only
 
 
 def split(mm, a, b) -> dict:
-    """One instrumented call: seconds in the combinations and in the rest (products)."""
+    """One instrumented call: products = time in the leaf BLAS calls (``_leaf``, the peeled strips
+    included), transforms = time in an alternative basis's transforms, combinations = the rest
+    (every addition pass, fused or not, and the Python of the recursion)."""
     mod = mm.module
-    if not hasattr(mod, "cpu_fused"):
-        return {"total_s": _time(lambda: mm(a, b)), "combinations_s": None, "products_s": None, "transforms_s": 0.0}
-    timed = _TimedCombine()
-    mod.cpu_fused = timed
+    names = [n for n in PRODUCTS + TRANSFORMS if hasattr(mod, n)]
+    timed = {n: _Timed(getattr(mod, n)) for n in names}
+    for n, t in timed.items():
+        setattr(mod, n, t)
     try:
         total = _time(lambda: mm(a, b))
     finally:
-        mod.cpu_fused = cpu_fused
-    return {"total_s": total, "combinations_s": timed.seconds, "products_s": total - timed.seconds,
-            "transforms_s": 0.0}
+        for n, t in timed.items():
+            setattr(mod, n, t.fn)
+    products = sum(timed[n].seconds for n in PRODUCTS if n in timed)
+    transforms = sum(timed[n].seconds for n in TRANSFORMS if n in timed)
+    return {"total_s": total, "products_s": products, "transforms_s": transforms,
+            "combinations_s": total - products - transforms}
+
+
+def _compile(algorithm: str, schedule: str, basis: str, levels: int):
+    if not basis:
+        return compiler.compile(algorithm, levels=levels, cutoff=1, schedule=schedule)
+    from compiler.algebra.library import library_algorithm
+    from compiler.codegen.emit_altbasis import stored_altbasis
+
+    f = library_algorithm(algorithm)
+    alt = stored_altbasis(f)
+    if alt is None:
+        raise ValueError(f"FASTMM_BENCH_CPU_PLANS: {algorithm} has no stored alternative basis")
+    return compiler.compile(f, levels=levels, cutoff=1, schedule=schedule, basis=alt)
 
 
 def measure(n: int, dtype: str, rounds: int) -> dict:
@@ -112,12 +148,12 @@ def measure(n: int, dtype: str, rounds: int) -> dict:
         levels = tuple(lv for lv in map(int, os.environ["FASTMM_BENCH_CPU_LEVELS"].split(",")) if lv in levels)
     torch.matmul(a, b)  # warm-up
     candidates = []
-    for algorithm, schedule in _plans():
+    for algorithm, schedule, basis in _plans():
         for lv in levels:
-            mm = compiler.compile(algorithm, levels=lv, cutoff=1, schedule=schedule)
-            mm(a, b)  # warm-up (and first-touch of nothing: the workspace is per call)
-            candidates.append((_time(lambda: mm(a, b)), algorithm, schedule, lv, mm))
-    _, algorithm, schedule, lv, mm = min(candidates, key=lambda c: c[0])
+            mm = _compile(algorithm, schedule, basis, lv)
+            mm(a, b)  # warm-up: compiles, and makes the workspace the module keeps (kernels.workspace)
+            candidates.append((_time(lambda: mm(a, b)), algorithm, schedule, basis, lv, mm))
+    _, algorithm, schedule, basis, lv, mm = min(candidates, key=lambda c: c[0])
     ratios, t_torch, t_fast = [], [], []
     for _ in range(rounds):
         t1 = _time(lambda: torch.matmul(a, b))
@@ -130,9 +166,10 @@ def measure(n: int, dtype: str, rounds: int) -> dict:
     return {
         "N": n, "dtype": dtype, "ratio": statistics.median(ratios), "ratios": ratios, "target": target,
         "torch_matmul_s": statistics.median(t_torch), "fastmm_s": statistics.median(t_fast),
-        "plan": {"algorithm": algorithm, "schedule": schedule, "levels": lv, "cutoff": 1,
-                 "candidates": [{"algorithm": c[1], "schedule": c[2], "levels": c[3], "seconds": c[0]}
-                                for c in candidates]},
+        "plan": {"algorithm": algorithm, "schedule": schedule, "basis": basis or "standard", "levels": lv,
+                 "cutoff": 1,
+                 "candidates": [{"algorithm": c[1], "schedule": c[2], "basis": c[3] or "standard", "levels": c[4],
+                                 "seconds": c[0]} for c in candidates]},
         "split": split(mm, a, b), "max_abs_error_vs_fp64": err,
         "threads": torch.get_num_threads(), "fused_kernel": cpu_fused.native_reason() or "native (kernels._cpu_fused)",
         "torch": torch.__version__, "fastmm": fastmm.__version__, "python": platform.python_version(),
@@ -166,8 +203,9 @@ def test_cpu_ratio(benchmark, fastmm_rounds, n, dtype):
     sp = row["split"]
     print(f"\nN={n} {dtype}: ratio {row['ratio']:.3f} (torch.matmul {row['torch_matmul_s']:.3f} s, fastmm "
           f"{row['fastmm_s']:.3f} s; plan {row['plan']['algorithm']} {row['plan']['schedule']} "
-          f"{row['plan']['levels']} level(s); split: products {sp['products_s']}, combinations "
-          f"{sp['combinations_s']}, transforms 0; {row['threads']} threads, load {row['load_avg_1min']:.1f})")
+          f"{row['plan']['basis']} basis, {row['plan']['levels']} level(s); split: products {sp['products_s']:.3f} s, "
+          f"combinations {sp['combinations_s']:.3f} s, transforms {sp['transforms_s']:.3f} s; "
+          f"{row['threads']} threads, load {row['load_avg_1min']:.1f})")
     tol = {"float32": 1e-2, "float64": 1e-9}[dtype] * n ** 0.5  # error grows ~sqrt(K)·levels; generous
     assert row["max_abs_error_vs_fp64"] < tol
     if row["target"] is not None:
