@@ -18,7 +18,9 @@ import torch
 import kernels  # noqa: F401  (registers the Triton and CUDA backends)
 from compiler.algebra.factors import Factorization
 from compiler.codegen.backends import BackendNotImplemented, CombinationTraffic, get_backend, registered_names
+from compiler.codegen.emit_altbasis import stored_altbasis
 from compiler.codegen.pipeline import compile as compile_
+from fastmm.plans import STANDARD
 
 Executor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -79,9 +81,34 @@ def traffic(backend: str, schedule: str) -> CombinationTraffic:
     return get_backend(backend).traffic_of(schedule)
 
 
+def alt_bases(backend: str) -> bool:
+    """Whether ``backend`` declares that it compiles alternative-basis algorithms (``Backend.make_altbasis``)."""
+    return get_backend(backend).alt_bases
+
+
+@functools.lru_cache(maxsize=64)
+def stored_basis(f: Factorization):
+    """The stored alternative basis of ``f`` (``factors/altbasis.json``, proven on first load and
+    matched by ``f``'s digest; ``emit_altbasis.stored_altbasis``), or None."""
+    return stored_altbasis(f)
+
+
+def altbasis(f: Factorization, basis: str):
+    """The ``AltBasis`` a plan's ``basis`` (a digest) names for ``f``; ValueError when ``f`` has no
+    stored basis or its stored basis is another one (factors/altbasis.json changed)."""
+    alt = stored_basis(f)
+    if alt is None:
+        raise ValueError(f"{f.name or f.label()} has no stored alternative basis (factors/altbasis.json; "
+                         "python -m compiler.algebra.altbasis adds one): no alternative-basis plan for it")
+    if alt.digest != basis:
+        raise ValueError(f"{f.name or f.label()}: the plan's alternative basis {basis[:16]} is not the stored one "
+                         f"({alt.digest[:16]}; factors/altbasis.json changed)")
+    return alt
+
+
 @functools.lru_cache(maxsize=128)
 def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool = False,
-          tile=None) -> Executor:
+          tile=None, basis: str = STANDARD) -> Executor:
     """A callable (a, b) -> a @ b for 2-D or same-batch 3-D tensors running ``levels`` levels of ``f``.
 
     The plan has already decided how many levels pay, so the compiler's own cutoff is set to 1:
@@ -89,7 +116,9 @@ def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool
     ``tf32``: fp32 products may use TF32 tensor cores (the caller passes torch's current fp32
     precision mode, ``uses_tf32``). The torch backend's leaves are torch.matmul and follow torch's
     setting by themselves; the Triton backend's own ``tl.dot`` is told explicitly. ``tile``: one
-    of the backend's declared ``tiles`` (None: its default, or its own autotuner).
+    of the backend's declared ``tiles`` (None: its default, or its own autotuner). ``basis``: a
+    plan's ``Plan.basis``; an alternative basis (its digest) is compiled through the backend's
+    ``make_altbasis`` (``compiler.compile(f, basis=alt)``), with the same schedule and cutoff.
     """
     be = get_backend(backend)
     if schedule not in schedules(backend):
@@ -103,6 +132,10 @@ def build(f: Factorization, levels: int, backend: str, schedule: str, tf32: bool
         options["cutoff"] = 1
     if "tf32" in be.options:
         options["tf32"] = tf32
+    if basis != STANDARD:
+        if not be.alt_bases:
+            raise ValueError(f"the {backend} backend does not compile alternative bases (Backend.make_altbasis)")
+        return compile_(f, backend=backend, levels=levels, basis=altbasis(f, basis), **options)
     return compile_(f, backend=backend, levels=levels, **options)
 
 

@@ -39,10 +39,14 @@ from pathlib import Path
 import torch
 
 from fastmm._version import __version__
+from fastmm.backends import stored_basis
 from fastmm.planner import resolve_algorithm
 from fastmm.plans import Plan
 
-FORMAT = 2   # 2: plans carry a tile (or null) and entries a list of plans slower than torch.matmul
+# 2: plans carry a tile (or null) and entries a list of plans slower than torch.matmul;
+# 3: plans carry a basis ("" or an alternative basis's digest), and decisions were taken among
+#    candidates that include alternative-basis plans (a format-2 winner was not: it is retuned)
+FORMAT = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,6 +194,10 @@ class TuningCache:
             return None
         if f.digest != plan.digest:
             return None            # the library file changed since tuning: the entry is stale
+        if plan.is_alt_basis:
+            alt = stored_basis(f)
+            if alt is None or alt.digest != plan.basis:
+                return None        # factors/altbasis.json changed since tuning: stale as well
         return Plan(**{**plan.__dict__, "factorization": f})
 
     def _read_entry(self, key: CacheKey) -> dict | None:

@@ -17,6 +17,13 @@ per schedule) and the planner passes it here, so this module names no backend. A
 products costs B times one (the torch backend runs a batch as batched GEMMs and additions over
 the whole batch: per-op overhead is paid once, but it is negligible at the sizes planned).
 
+An alternative-basis plan (``Plan.basis``; docs/altbasis.md) is priced by the same terms: its
+core <Uc, Vc, Wc> in place of U, V, W at every level (same rank and leaf GEMMs, fewer block
+additions), plus, once per level, the transforms Φ on a, Ψ on b and Υ⁻¹ on c as the passes their
+rendered linear-map programs make over the whole operand (``compiler.ir.linmap``: out of place
+at the first level, in place below; ``_transform_blocks``), at the same ``bandwidth`` and
+``op_overhead`` — O(N²) traffic per level, no constant of its own.
+
 The vendor plan is one GEMM of the whole product. Numbers are per device and dtype: measured on
 the machine itself on first use (``fastmm.calibrate``, cached per device and versions), or,
 where calibration is off or not yet run, the defaults below, which come from one development
@@ -98,10 +105,14 @@ def default_cost(device_type: str, dtype: torch.dtype) -> DeviceCost:
 @functools.lru_cache(maxsize=256)
 def _traffic_blocks(f: Factorization) -> tuple[float, float, float, int]:
     """Blocks moved per level: (a-side, b-side, c-side) in block units, and the number of ops."""
+    return _combination_blocks(f.U, f.V, f.W)
+
+
+def _combination_blocks(U, V, W) -> tuple[float, float, float, int]:
     def nnz_cols(M: np.ndarray) -> np.ndarray:
-        return (M != 0).sum(axis=0)
-    nu, nv = nnz_cols(f.U), nnz_cols(f.V)
-    nw = (f.W != 0).sum(axis=1)
+        return (np.asarray(M) != 0).sum(axis=0)
+    nu, nv = nnz_cols(U), nnz_cols(V)
+    nw = (np.asarray(W) != 0).sum(axis=1)
     ta = float(sum(k + 1 for k in nu if k > 1))
     tb = float(sum(k + 1 for k in nv if k > 1))
     tc = float(sum(k + 1 for k in nw))
@@ -109,16 +120,56 @@ def _traffic_blocks(f: Factorization) -> tuple[float, float, float, int]:
     return ta, tb, tc, ops
 
 
+def _map_blocks(lm) -> tuple[float, int]:
+    """(blocks moved, ops) of one pass of a linear-map program over its slots: an out-of-place step
+    reads its terms and writes its slot; an in-place one also reads the slot's old value, and a
+    scale other than ±1-with-a-unit-term (``emit_altbasis.linear_ops``' one-pass subtraction) is one
+    more read-write pass."""
+    moved, ops = 0.0, 0
+    for st in lm.steps:
+        moved += len(st.terms) + 1 + (1 if lm.inplace else 0)
+        ops += max(len(st.terms) - (0 if lm.inplace else 1), 1)
+        if lm.inplace and st.scale not in (1, -1):
+            moved, ops = moved + 2, ops + 1
+    return moved, ops
+
+
+_ALT_TERMS: dict[str, tuple] = {}
+
+
+def _altbasis_terms(alt) -> tuple:
+    """For an ``AltBasis``: the core's combination blocks (as ``_traffic_blocks``) and, per side
+    (a, b, c), the transform's (blocks moved, ops) at the first level and at each deeper one."""
+    hit = _ALT_TERMS.get(alt.digest)
+    if hit is None:
+        from compiler.ir import linmap
+        sides = tuple((_map_blocks(linmap.out_of_place(T)), _map_blocks(linmap.in_place(T)))
+                      for T in (alt.phi, alt.psi, alt.upsilon_inv))
+        hit = _ALT_TERMS[alt.digest] = (_combination_blocks(alt.Uc, alt.Vc, alt.Wc), sides)
+    return hit
+
+
 def plan_time(plan: Plan, n: int, k: int, p: int, cost: DeviceCost, itemsize: int, batch: int = 1,
-              traffic: CombinationTraffic = MATERIALIZED_TRAFFIC) -> float:
+              traffic: CombinationTraffic = MATERIALIZED_TRAFFIC, alt=None) -> float:
     """Predicted seconds for ``plan`` on ``batch`` products of shape (n, k, p); ``traffic``: the
-    share of the combination traffic the plan's backend declares for its schedule."""
+    share of the combination traffic the plan's backend declares for its schedule; ``alt``: the
+    ``AltBasis`` of an alternative-basis plan (``Plan.basis``), whose core and transforms are priced."""
     if plan.is_vendor or plan.factorization is None:
         return batch * cost.gemm_time(n, k, p)
     f = plan.factorization
     n0, m0, p0 = f.shape
-    ta, tb, tc, ops = _traffic_blocks(f)
     total = 0.0
+    if alt is None:
+        ta, tb, tc, ops = _traffic_blocks(f)
+    else:
+        (ta, tb, tc, ops), sides = _altbasis_terms(alt)
+        # every level's transform moves its blocks over the whole operand: (n0·m0)^(l-1) groups of
+        # blocks of size n/n0^l × k/m0^l, i.e. n·k/(n0·m0) elements per block step
+        units = (n * k / (n0 * m0), k * p / (m0 * p0), n * p / (n0 * p0))
+        for level in range(plan.levels):
+            for (outer, inner), unit in zip(sides, units):
+                moved, steps = outer if level == 0 else inner
+                total += moved * unit * itemsize / cost.bandwidth + steps * cost.op_overhead
     dn, dk, dp = float(n), float(k), float(p)
     for level in range(plan.levels):
         subproblems = f.rank ** level

@@ -58,7 +58,7 @@ def execute(plan: Plan, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if not (all_finite(a) and all_finite(b)):
         return torch.matmul(a, b)
     run = backends.build(plan.factorization, plan.levels, plan.backend, plan.schedule, backends.uses_tf32(a),
-                         plan.tile)
+                         plan.tile, plan.basis)
     c = run(a, b)                          # compiled callables take 2-D and same-batch 3-D
     if not all_finite(c):
         return torch.matmul(a, b)

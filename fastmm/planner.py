@@ -4,7 +4,9 @@ For one problem (device, dtype, precision mode, shapes) the planner
 
 1. lists candidates: ``TORCH_MATMUL`` plus every (factorization × levels × schedule × backend ×
    tile) that a backend declares for the device and dtype (``fastmm.backends.available``,
-   ``Backend.schedules``, ``Backend.tiles``): only plans a backend accepts are ever built;
+   ``Backend.schedules``, ``Backend.tiles``): only plans a backend accepts are ever built; and,
+   for a factorization with a stored alternative basis (``factors/altbasis.json``), the same
+   plans in that basis on every backend that declares it compiles them (``Backend.make_altbasis``);
 2. refuses candidates whose predicted error growth exceeds the dtype's bound
    (``fastmm.accuracy``), whose leaf GEMMs would be smaller than ``min_leaf``, or that the tuning
    cache records as measured slower than torch.matmul for this problem;
@@ -32,10 +34,11 @@ from compiler.algebra.formats import load
 from compiler.algebra.library import library_algorithm
 from fastmm import accuracy, backends
 from fastmm.cost import DeviceCost, default_cost, plan_time
-from fastmm.plans import TORCH_MATMUL, Plan
+from fastmm.plans import STANDARD, TORCH_MATMUL, Plan
 from fastmm.tuning import TuneRule
 
 FAST_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+STANDARD_BASIS, ALT_BASIS = "standard", "alt"   # the words of PlannerConfig.bases
 # the reason of a decision taken from the tuning cache (the runtime starts no trial for those)
 FROM_CACHE = "measured winner from the tuning cache"
 
@@ -55,6 +58,10 @@ class PlannerConfig:
     # True: one candidate per tile configuration the backend declares (``Backend.tiles``; for
     # fastmm.tune on a GPU). False: plans carry no tile and the backend uses its default/autotuner.
     tiles: bool = False
+    # Bases to consider: STANDARD_BASIS (the algorithm as written) and/or ALT_BASIS (its stored
+    # alternative basis, factors/altbasis.json, where it has one, on backends that declare
+    # Backend.make_altbasis). ("alt",) with a forced algorithm forces the alternative basis.
+    bases: tuple[str, ...] = (STANDARD_BASIS, ALT_BASIS)
     # Backends to consider; None: every backend that runs natively on the device. Naming one
     # also admits it where it only runs interpreted (Triton on a CPU under TRITON_INTERPRET=1).
     backends: tuple[str, ...] | None = None
@@ -192,22 +199,46 @@ def candidates(problem: Problem, config: PlannerConfig = DEFAULT_CONFIG, algorit
     if wanted is not None:
         names = tuple(x for x in names if x in wanted)
     level_range = [levels] if levels is not None else range(1, config.max_levels + 1)
+    unknown = set(config.bases) - {STANDARD_BASIS, ALT_BASIS}
+    if unknown:
+        raise ValueError(f"PlannerConfig.bases: unknown {', '.join(sorted(unknown))}; use "
+                         f"{STANDARD_BASIS!r} and/or {ALT_BASIS!r}")
     for f in algos:
+        bases = [STANDARD] if STANDARD_BASIS in config.bases else []
+        if ALT_BASIS in config.bases:
+            alt = backends.stored_basis(f)
+            if alt is not None:
+                bases.append(alt.digest)
+            elif algorithm is not None and not bases:
+                raise ValueError(_no_stored_basis(f))
         for name in names:
             tiles = (backends.tiles(name) if config.tiles else ()) or (None,)
-            for lv in level_range:
-                for schedule in _schedules(name, config):
-                    for tile in tiles:
-                        out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, tile, f))
+            for basis in bases:
+                if basis != STANDARD and not backends.alt_bases(name):
+                    continue
+                for lv in level_range:
+                    for schedule in _schedules(name, config):
+                        for tile in tiles:
+                            out.append(Plan(f.name or f.label(), f.digest, lv, schedule, name, tile, f, basis))
+    if algorithm is not None and not out and STANDARD_BASIS not in config.bases and names:
+        raise ValueError(f"an alternative-basis plan was asked for, but none of the backends "
+                         f"{', '.join(names)} compiles alternative bases (Backend.make_altbasis)")
     return out
+
+
+def _no_stored_basis(f: Factorization) -> str:
+    return (f"an alternative-basis plan was asked for (PlannerConfig.bases=({ALT_BASIS!r},)), but "
+            f"{f.name or f.label()} has no stored alternative basis (factors/altbasis.json; "
+            "python -m compiler.algebra.altbasis adds one)")
 
 
 def score(plan: Plan, problem: Problem, config: PlannerConfig, cost: DeviceCost, forced: bool = False,
           slower: frozenset[str] = frozenset()) -> Scored:
     itemsize = torch.empty((), dtype=problem.dtype).element_size()
     traffic = None if plan.is_vendor else backends.traffic(plan.backend, plan.schedule)
+    alt = backends.altbasis(plan.factorization, plan.basis) if plan.is_alt_basis else None
     t = plan_time(plan, problem.n, problem.k, problem.p, cost, itemsize, problem.batch,
-                  *(() if traffic is None else (traffic,)))
+                  *(() if traffic is None else (traffic,)), alt=alt)
     if plan.is_vendor:
         return Scored(plan, t)
     if plan.key in slower and not forced:
@@ -281,7 +312,10 @@ def trial_candidates(decision: Decision, config: PlannerConfig) -> list[Plan]:
     among those not refused and predicted at most ``slack`` slower than torch.matmul, at most one
     per (block shape, rank, levels, backend, schedule): Strassen and Winograd at the same levels
     differ by a few additions the model already prices, so measuring both would waste a slot that
-    a different depth or algorithm can use."""
+    a different depth or algorithm can use. The basis is not part of that kind: an algorithm in
+    its alternative basis runs the same leaf GEMMs and differs only in its additions (a sparser
+    core, plus O(N²) transforms per level), which the model prices too, so the better-predicted
+    of the two takes the slot (``fastmm.tune`` still measures both)."""
     vendor = next((s for s in decision.candidates if s.plan.is_vendor), None)
     if vendor is None:
         return []

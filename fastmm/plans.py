@@ -4,9 +4,11 @@ A :class:`Plan` names everything that decides which code runs: the factorization
 content digest), how many recursion levels, the schedule of the linear combinations, the
 compiler backend, and the tile configuration of the leaf kernel (``None``: the backend's default,
 which for the Triton backend means its own tile autotuner on a GPU; always ``None`` for a backend
-whose leaves are BLAS calls). ``key``, ``to_dict``/``from_dict`` (the tuning cache) and the custom
-op's plan argument round-trip every field, the tile included. ``TORCH_MATMUL`` is the vendor
-plan and is always a candidate.
+whose leaves are BLAS calls), and the basis: ``""`` for the algorithm as written, or the digest
+(``AltBasis.digest``) of its stored alternative basis (``factors/altbasis.json``: transforms once
+per level, a sparser core; docs/altbasis.md). ``key``, ``to_dict``/``from_dict`` (the tuning
+cache) and the custom op's plan argument round-trip every field, the tile and basis included.
+``TORCH_MATMUL`` is the vendor plan and is always a candidate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ NO_TILE = "default-tile"  # the key's tile part when the backend's own default (
 
 VENDOR = "torch.matmul"
 
+STANDARD = ""   # Plan.basis of the algorithm as written (its U, V, W)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -32,18 +36,25 @@ class Plan:
     backend: str = VENDOR             # VENDOR, or a compiler backend name ("torch", "triton", ...)
     tile: TileConfig | None = None    # one of the backend's declared tiles (Backend.tiles), or its default
     factorization: Factorization | None = field(default=None, compare=False, hash=False, repr=False)
+    basis: str = STANDARD             # STANDARD, or the AltBasis.digest of the algorithm's stored basis
 
     @property
     def is_vendor(self) -> bool:
         return self.backend == VENDOR
 
     @property
+    def is_alt_basis(self) -> bool:
+        return self.basis != STANDARD
+
+    @property
     def key(self) -> str:
-        """A stable text id (also the custom op's plan argument)."""
+        """A stable text id (also the custom op's plan argument); an alternative-basis plan ends in
+        ``/alt@<basis digest>`` (a standard-basis key has no basis part)."""
         if self.is_vendor:
             return VENDOR
         return (f"{self.algorithm}@{self.digest[:16]}/L{self.levels}/{self.schedule}/{self.backend}"
-                f"/{self.tile.label() if self.tile is not None else NO_TILE}")
+                f"/{self.tile.label() if self.tile is not None else NO_TILE}"
+                f"{f'/alt@{self.basis[:16]}' if self.is_alt_basis else ''}")
 
     def describe(self) -> str:
         if self.is_vendor:
@@ -52,12 +63,13 @@ class Plan:
         rank = f"rank {f.rank} " if f is not None else ""
         return (f"{self.algorithm} ({rank}{'x'.join(map(str, f.shape)) if f is not None else ''}) × "
                 f"{self.levels} level{'s' * (self.levels != 1)}, {self.schedule}, backend {self.backend}, "
-                f"{self.tile.label() if self.tile is not None else NO_TILE}")
+                f"{self.tile.label() if self.tile is not None else NO_TILE}"
+                f"{f', alternative basis {self.basis[:16]}' if self.is_alt_basis else ''}")
 
     def to_dict(self) -> dict:
         return {"algorithm": self.algorithm, "digest": self.digest, "levels": self.levels,
                 "schedule": self.schedule, "backend": self.backend,
-                "tile": None if self.tile is None else self.tile.to_dict()}
+                "tile": None if self.tile is None else self.tile.to_dict(), "basis": self.basis}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":

@@ -196,7 +196,7 @@ def _trial_call(trial: Trial, a: torch.Tensor, b: torch.Tensor, low) -> torch.Te
         key = register_plan(plan)
         try:   # compile before the timed region (memoised: the op's own build is then a lookup)
             backends.build(plan.factorization, plan.levels, plan.backend, plan.schedule,
-                           backends.uses_tf32(low.a), plan.tile)
+                           backends.uses_tf32(low.a), plan.tile, plan.basis)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built loses, it does not fail the call
             _settle(trial, trial.fail(plan, f"{type(exc).__name__}: {exc}"))
             return torch.matmul(a, b)

@@ -173,10 +173,10 @@ def test_tune_measures_candidates_and_matmul_uses_the_winner(cache_dir):
 def test_failing_candidate_scores_infinitely_slow(cache_dir, monkeypatch):
     real = backends.build
 
-    def flaky(f, levels, backend, schedule, tf32=False, tile=None):  # the signature ops.py calls
+    def flaky(f, levels, backend, schedule, tf32=False, tile=None, basis=""):  # the signature ops.py calls
         if f.name.startswith("laderman"):
             raise RuntimeError("simulated compile failure")
-        return real(f, levels, backend, schedule, tf32, tile)
+        return real(f, levels, backend, schedule, tf32, tile, basis)
 
     monkeypatch.setattr(backends, "build", flaky)
     result = fastmm.tune(torch.randn(81, 81), torch.randn(81, 81), config=SMALL, reps=1, progress=False)
@@ -230,9 +230,13 @@ def test_new_backend_is_planned_and_priced_from_its_declaration(monkeypatch):
     backends.available.cache_clear()
     try:
         prob = _problem(8192, torch.float64)
-        scored = {(s.plan.backend, s.plan.schedule, s.plan.levels, s.plan.algorithm): s for s in rank(prob)
-                  if s.refused is None and s.plan.algorithm.startswith("strassen")}
+        ranked = rank(prob)
+        scored = {(s.plan.backend, s.plan.schedule, s.plan.levels, s.plan.algorithm): s for s in ranked
+                  if s.refused is None and s.plan.algorithm.startswith("strassen") and not s.plan.is_alt_basis}
         assert ("toy", "epilogue", 2, "strassen-2x2x2-r7") in scored           # listed: it is declared
+        # alternative-basis plans only where the declaration has make_altbasis (torch's, not toy's)
+        alt_backends = {s.plan.backend for s in ranked if s.plan.is_alt_basis}
+        assert "torch" in alt_backends and "toy" not in alt_backends
         assert not any(s.plan.backend == "toy" for s in rank(_problem(8192, torch.float32)))   # fp32 not declared
         # priced from the declaration: the same plan without its c-side traffic is cheaper
         plain = scored[("torch", "materialized", 2, "strassen-2x2x2-r7")].predicted_s

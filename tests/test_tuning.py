@@ -18,7 +18,7 @@ import torch
 
 import fastmm
 from fastmm import backends, calibrate, runtime
-from fastmm.cache import CacheKey, CalibrationKey, TuningCache
+from fastmm.cache import FORMAT, CacheKey, CalibrationKey, TuningCache
 from fastmm.cost import DeviceCost
 from fastmm.planner import PlannerConfig, Problem
 from fastmm.plans import TORCH_MATMUL
@@ -49,8 +49,10 @@ class FakeClock:
 
 
 def _config(clock, **rule) -> PlannerConfig:
-    # one schedule, so the two candidates are Strassen at 1 and 2 levels (the faked kinds)
-    return PlannerConfig(algorithms=("strassen",), max_levels=2, schedules=("materialized",), reject_below=0,
+    # one schedule and the standard basis, so the two candidates are Strassen at 1 and 2 levels (the
+    # faked kinds; the alternative-basis Strassen plans would otherwise stay unmeasured candidates)
+    return PlannerConfig(algorithms=("strassen",), max_levels=2, schedules=("materialized",), bases=("standard",),
+                         reject_below=0,
                          min_leaf=16, autotune=True,
                          cost=SLOW_GEMM, tuning=TuneRule(timer=clock, **rule))
 
@@ -293,7 +295,7 @@ def test_corrupted_calibration_is_remeasured(fake_measure, cache_dir):
         warnings.simplefilter("ignore")
         calibrate.device_cost(torch.device("cpu"), torch.float64, tuning)
         tuning.calibration_path(CalibrationKey.of(torch.device("cpu"), torch.float64)).write_text(
-            json.dumps({"format": 2, "key": CalibrationKey.of(torch.device("cpu"), torch.float64).to_json(),
+            json.dumps({"format": FORMAT, "key": CalibrationKey.of(torch.device("cpu"), torch.float64).to_json(),
                         "values": {"peak_flops": -1}}))
         calibrate.forget()
         cost = calibrate.device_cost(torch.device("cpu"), torch.float64, tuning)

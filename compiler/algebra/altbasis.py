@@ -35,6 +35,7 @@ own factor files whose core is sparser than its standard basis; AlphaTensor's ar
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -108,6 +109,19 @@ class AltBasis:
     @property
     def upsilon_inv(self) -> np.ndarray:
         return exact_inverse(self.upsilon)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the algorithm's digest and the exact transforms Φ, Ψ, Υ (the core follows from
+        them): what a runtime plan names the basis by, so a changed stored basis is a different plan."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            h = hashlib.sha256(f"{self.algorithm.digest}|".encode())
+            for T in (self.phi, self.psi, self.upsilon):
+                h.update(f"|{T.shape}:{','.join(str(Fraction(x)) for x in np.asarray(T, dtype=object).flat)}".encode())
+            cached = h.hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
 
     def verify(self) -> "AltBasis":
         """Raise ``FactorizationError`` unless the decomposition reproduces a valid algorithm exactly."""

@@ -1,14 +1,15 @@
 """The one registry of code-generation backends.
 
 A ``Backend`` says what it is (``name``, ``description``, ``devices``, ``dtypes``, the keyword
-``options`` and the ``schedules`` it accepts, the first being its default, the ``tiles``
+``options`` and the ``schedules`` it accepts, the first being its default, how it compiles
+alternative-basis algorithms (``make_altbasis``, None if it does not; ``alt_bases``), the ``tiles``
 (``compiler.codegen.tiles.TileConfig``) its generated leaf kernels accept, and, per schedule, the
 ``traffic`` its linear combinations move, which is what the runtime's cost model prices) and how to
 ``emit(f, levels=..., **options) -> list[GeneratedSource]`` and, optionally, how to
 ``make_callable(f, levels=..., **options)``, returning ``(a, b) -> a @ b``.
 
 The declaration is the whole contract: the planner builds only plans a backend declares (schedule,
-tile, dtype, device) and the cost model reads its backend-specific terms from ``traffic``, so a
+tile, dtype, device, alternative basis) and the cost model reads its backend-specific terms from ``traffic``, so a
 new backend or schedule needs nothing beyond its entry here.
 
 Public API: ``Backend``, ``CombinationTraffic``, ``register_backend(backend)``, ``get_backend(name)``, ``backend_names()``,
@@ -76,6 +77,15 @@ class Backend:
     tiles: tuple[Any, ...] = ()
     # per schedule, the combination traffic it pays (``CombinationTraffic``); absent: materialized
     traffic: dict[str, CombinationTraffic] = field(default_factory=dict)
+    # how it compiles an alternative-basis algorithm, ``make_altbasis(alt, levels=..., **options)``
+    # -> ``(a, b) -> a @ b`` (the transforms, the sparse core with the same ``schedules``, ``options``
+    # and ``traffic``, the inverse transform); None: it compiles only the standard basis
+    make_altbasis: Callable[..., Callable] | None = None
+
+    @property
+    def alt_bases(self) -> bool:
+        """Whether it compiles alternative-basis algorithms (``compiler.compile(f, basis=...)``)."""
+        return self.make_altbasis is not None
 
     def traffic_of(self, schedule: str) -> CombinationTraffic:
         return self.traffic.get(schedule, MATERIALIZED_TRAFFIC)

@@ -8,7 +8,8 @@ Public API:
   For the torch backend the callable is ``matmul`` of the very module text the CLI writes
   (``compiler.codegen.emit_torch.emit``); it also carries ``.module``, ``.source`` and ``.factorization``.
 - ``compile(..., basis=AltBasis | "auto")``: the alternative-basis algorithm instead (torch backend;
-  ``compile_altbasis(alt, levels, cutoff, schedule, cse)``, ``compiler.codegen.emit_altbasis``).
+  ``compile_altbasis(alt, levels, cutoff, schedule, cse)``, ``compiler.codegen.emit_altbasis``); only
+  backends that declare ``alt_bases`` (the torch backend).
 - ``resolve(algorithm, name=None) -> Factorization``.
 
 Compiled modules are cached in-process per (factorization object, options), so the runtime can call
@@ -24,7 +25,8 @@ from typing import Callable
 from compiler.algebra.factors import Factorization, FactorizationError
 from compiler.algebra.formats import load
 from compiler.algebra.library import library_algorithm
-from compiler.codegen.backends import Backend, BackendNotImplemented, CombinationTraffic, get_backend, register_backend
+from compiler.codegen.backends import (Backend, BackendNotImplemented, CombinationTraffic, get_backend, register_backend,
+                                      registered_names)
 from compiler.codegen.emit_torch import TorchConfig, emit, prepare
 from compiler.codegen.emit_torch import load as load_module
 from compiler.ir.cse import DEFAULT_RESTARTS
@@ -105,20 +107,20 @@ def compile(algorithm, backend: str = "torch", levels: int = 1, name: str | None
 
     ``basis``: None (the standard basis, the default), an ``AltBasis`` of ``algorithm``, or
     ``"auto"`` (the sparsest found, ``compiler.algebra.altbasis.sparsify``): the alternative-basis
-    module (``compile_altbasis``; torch backend only)."""
+    module, built by the backend's ``make_altbasis`` (the torch backend's is ``compile_altbasis``)."""
     f = resolve(algorithm, name)
     f.require_real()
     if basis is not None:
         from compiler.algebra.altbasis import AltBasis, sparsify
-        if backend != "torch":
-            raise BackendNotImplemented(f"alternative-basis algorithms are emitted for the torch backend only, "
-                                        f"not {backend}")
+        if not get_backend(backend).alt_bases:
+            raise BackendNotImplemented(f"the {backend} backend does not compile alternative bases (Backend.make_altbasis); "
+                                        f"they are emitted for: {', '.join(n for n in registered_names() if get_backend(n).alt_bases)}")
         alt = sparsify(f) if isinstance(basis, str) and basis == "auto" else basis
         if not isinstance(alt, AltBasis):
             raise TypeError(f"basis must be None, an AltBasis or 'auto', got {basis!r}")
         if alt.algorithm != f:
             raise FactorizationError(f"the alternative basis {alt.name} is not one of {f.label()}")
-        return compile_altbasis(alt, levels=levels, **options)
+        return get_backend(backend).make_altbasis(alt, levels=levels, **options)
     be = get_backend(backend)
     if be.make_callable is None:
         raise BackendNotImplemented(f"the {backend} backend emits files but gives no callable")
@@ -138,4 +140,5 @@ register_backend(Backend(
     # materialized passes read two blocks and write one per addition: for Winograd that is 8 of 12
     # blocks on the a and b sides and 11 of 21 on the c side, at every level (structural counts,
     # not timings; tuning by use measures the real plan)
-    traffic={"fused": CombinationTraffic(a=8 / 12, b=8 / 12, c=11 / 21, upper=0.6)}))
+    traffic={"fused": CombinationTraffic(a=8 / 12, b=8 / 12, c=11 / 21, upper=0.6)},
+    make_altbasis=compile_altbasis))   # the core is an ordinary schedule of this backend's template
