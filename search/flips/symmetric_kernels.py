@@ -24,87 +24,11 @@ def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table, collapse=True):
 @njit(cache=True)
 def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse=True):
     """``_sym_settle`` where ``hint[w]`` is the one slot of term ``watch[w]`` that changed (−1: unknown)
-    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none).
-
-    In a settled scheme (no two terms of different orbits agree in two slots) a term x whose slot
-    h changed can newly agree in two slots with an unchanged term y only if y_h = ±x_h (x agrees
-    with σy exactly when σ²x agrees with y, so the images need no check). Those y are found in
-    the index ``ix`` (in sync with P, N): x_h is slot 0 of the row x' = σ^(3−h)x of x's orbit, and
-    y = σ^h q for the rows q that share x'’s slot-0 factor. So most flips settle in O(1), not
-    O(rank) (measured: the scan over all terms was most of the time per flip once draws were
-    O(1)). After a reduction the index is stale and every term is compared in full.
-    """
-    reductions = 0
-    changed = True
-    while changed:
-        changed = False
-        for w in range(watch.shape[0]):
-            x = watch[w]
-            if x < 0:
-                continue
-            if K._is_zero_term(P, N, x):
-                R = _remove_orbit(P, N, R, x // 3, watch)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            if mod2 and collapse and _is_fixed(P, N, x, table):
-                for t in range(3):
-                    FP[nf, t] = P[x, t]
-                    FN[nf, t] = N[x, t]
-                nf += 1
-                R = _remove_orbit(P, N, R, x // 3, watch)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            ox = x // 3
-            h = hint[w]
-            c = R
-            base = 0
-            if h >= 0:
-                c, base = row_bucket(ix, x - x % 3 + (x % 3 + 3 - h) % 3)
-            for t in range(c + 3 if h >= 0 else R):
-                if h < 0:
-                    y = t
-                    oy = y // 3
-                    if oy == ox:
-                        continue
-                elif t < c:  # y = σ^h q: y_h = ±x_h
-                    q = ix[base + t]
-                    oy = q // 3
-                    if oy == ox or oy == near[w]:
-                        continue
-                    y = 3 * oy + (q % 3 + h) % 3
-                else:  # the near orbit, in full
-                    oy = near[w]
-                    y = 3 * oy + t - c
-                    if oy < 0 or y >= R:
-                        continue
-                kind, d, np_, nn_ = K._reduction(P, N, x, y, mod2)
-                if kind == K._NONE:
-                    continue
-                if kind == K._CANCEL:  # x + y == 0: both orbits cancel
-                    oy = y // 3
-                    hi, lo = (ox, oy) if ox > oy else (oy, ox)
-                    R = _remove_orbit(P, N, R, hi, watch)
-                    R = _remove_orbit(P, N, R, lo, watch)
-                    reductions += 2
-                    hint[:] = -1
-                    changed = True
-                    break
-                P[x, d] = np_
-                N[x, d] = nn_
-                R = _remove_orbit(P, N, R, y // 3, watch)
-                x = watch[w]  # x's orbit may have moved into y's rows
-                _regen(P, N, x, table)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            if changed:
-                break
-    return R, nf, reductions
+    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none): the one settle
+    loop (``kernel._settle_loop``) on orbits, whose partners with a hint come from the index ``ix``
+    (in sync with P, N; see ``kernel._orbit_partner``). After a reduction the index is stale and
+    every term is compared in full."""
+    return K._settle_loop(P, N, R, watch, hint, mod2, True, near, ix, table, FP, FN, nf, collapse)
 
 
 @njit(cache=True)
