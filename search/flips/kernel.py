@@ -47,6 +47,16 @@ OUT_RANK, OUT_FLIPS, OUT_REDUCTIONS, OUT_PLUS, OUT_ATTEMPTS = range(5)
 
 
 @njit(cache=True, inline="always")
+def _report(out, rank, flips, reductions, plus, attempts):
+    """Write a walk's result fields (``walk`` and ``symmetric_kernels.sym_walk``)."""
+    out[OUT_RANK] = rank
+    out[OUT_FLIPS] = flips
+    out[OUT_REDUCTIONS] = reductions
+    out[OUT_PLUS] = plus
+    out[OUT_ATTEMPTS] = attempts
+
+
+@njit(cache=True, inline="always")
 def _next(rng):
     x = rng[0]
     x ^= x >> _S12
@@ -583,9 +593,5 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
                 plus += 1
             reductions += red
             since = 0
-    out[OUT_RANK] = R
-    out[OUT_FLIPS] = flips
-    out[OUT_REDUCTIONS] = reductions
-    out[OUT_PLUS] = plus
-    out[OUT_ATTEMPTS] = attempts
+    _report(out, R, flips, reductions, plus, attempts)
     return R

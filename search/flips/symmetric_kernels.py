@@ -159,9 +159,5 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
             reductions += red
             since = 0
     nfix[0] = nf
-    out[K.OUT_RANK] = R + nf
-    out[K.OUT_FLIPS] = flips
-    out[K.OUT_REDUCTIONS] = reductions
-    out[K.OUT_PLUS] = plus
-    out[K.OUT_ATTEMPTS] = attempts
+    K._report(out, R + nf, flips, reductions, plus, attempts)
     return R
