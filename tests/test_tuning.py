@@ -75,6 +75,15 @@ def _call_until_settled(a, b, cfg, limit=60):
     raise AssertionError("tuning by use did not settle")
 
 
+def _tune_96(seconds):
+    """Two random 96×96 operands tuned by use under a fake clock with these per-kind ``seconds``
+    until the rule settles; returns (a, b, clock, cfg, the number of calls it took)."""
+    a, b = torch.randn(96, 96), torch.randn(96, 96)
+    clock = FakeClock(seconds)
+    cfg = _config(clock)
+    return a, b, clock, cfg, _call_until_settled(a, b, cfg)
+
+
 # ---- the rule itself -------------------------------------------------------------------------
 
 def _plans():
@@ -142,10 +151,7 @@ def test_rule_alternates_arms_and_discards_warmup():
 
 @needs_compiler
 def test_matmul_converges_to_the_faster_plan_and_stores_it(cache_dir):
-    a, b = torch.randn(96, 96), torch.randn(96, 96)
-    clock = FakeClock({"torch": 1.0, "strassen-L1": 0.8, "strassen-L2": 0.6})
-    cfg = _config(clock)
-    calls = _call_until_settled(a, b, cfg)
+    a, b, clock, cfg, calls = _tune_96({"torch": 1.0, "strassen-L1": 0.8, "strassen-L2": 0.6})
     assert set(clock.calls) == {"torch", "strassen-L1", "strassen-L2"} and calls == len(clock.calls)
     d = fastmm.explain(a, b, config=cfg).decision
     assert not d.plan.is_vendor and d.plan.levels == 2 and "tuning cache" in d.reason
@@ -158,10 +164,7 @@ def test_matmul_converges_to_the_faster_plan_and_stores_it(cache_dir):
 
 @needs_compiler
 def test_plan_slower_than_torch_is_never_chosen_again(cache_dir):
-    a, b = torch.randn(96, 96), torch.randn(96, 96)
-    clock = FakeClock({"torch": 1.0, "strassen-L1": 1.2, "strassen-L2": 1.1})
-    cfg = _config(clock)
-    _call_until_settled(a, b, cfg)
+    a, b, _clock, cfg, _calls = _tune_96({"torch": 1.0, "strassen-L1": 1.2, "strassen-L2": 1.1})
     key = CacheKey.of(Problem.of(a, b))
     assert TuningCache(cache_dir).get(key) == TORCH_MATMUL
     assert len(TuningCache(cache_dir).slower(key)) == 2
@@ -180,10 +183,7 @@ def test_plan_slower_than_torch_is_never_chosen_again(cache_dir):
 
 @needs_compiler
 def test_ties_go_to_torch(cache_dir):
-    a, b = torch.randn(96, 96), torch.randn(96, 96)
-    clock = FakeClock({"torch": 1.0, "strassen-L1": 0.995, "strassen-L2": 0.99})
-    cfg = _config(clock)
-    calls = _call_until_settled(a, b, cfg)
+    a, b, _clock, cfg, calls = _tune_96({"torch": 1.0, "strassen-L1": 0.995, "strassen-L2": 0.99})
     rule = cfg.tuning
     assert calls <= (1 + rule.candidates) * (rule.warmup + rule.max_samples)
     assert fastmm.explain(a, b, config=cfg).decision.plan.is_vendor

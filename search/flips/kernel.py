@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from search.flips.orbits import _is_fixed, _regen, _remove_orbit
 from search.flips.valueindex import index_rebuild, index_sync, new_index, row_bucket, shared_count, shared_rows
 
 _MUL = np.uint64(0x2545F4914F6CDD1D)
@@ -43,6 +44,16 @@ _ZERO = np.uint64(0)
 
 # Result fields of ``walk`` (an int64 array, so one compiled signature serves every caller).
 OUT_RANK, OUT_FLIPS, OUT_REDUCTIONS, OUT_PLUS, OUT_ATTEMPTS = range(5)
+
+
+@njit(cache=True, inline="always")
+def _report(out, rank, flips, reductions, plus, attempts):
+    """Write a walk's result fields (``walk`` and ``symmetric_kernels.sym_walk``)."""
+    out[OUT_RANK] = rank
+    out[OUT_FLIPS] = flips
+    out[OUT_REDUCTIONS] = reductions
+    out[OUT_PLUS] = plus
+    out[OUT_ATTEMPTS] = attempts
 
 
 @njit(cache=True, inline="always")
@@ -164,6 +175,27 @@ def _settle_hint(P, N, R, watch, hint, mod2):
     is the changed slot, so that slot is compared first and most terms cost one comparison
     (measured: the settle scans were most of the time per flip on <4,4,4>).
     """
+    # orbit=False: near, ix, table, FP, FN are never read (hint, watch and P stand in for them)
+    R, _nf, reductions = _settle_loop(P, N, R, watch, hint, mod2, False, hint, watch, P, P, P, 0, False)
+    return R, reductions
+
+
+@njit(cache=True, inline="always")
+def _settle_loop(P, N, R, watch, hint, mod2, orbit, near, ix, table, FP, FN, nf, collapse):
+    """The one settle loop of the plain walk (``orbit`` False: a term is a row) and of the orbit
+    walk (``orbit`` True: a term stands for its orbit, rows 3k..3k+2, ``search.flips.orbits``).
+
+    Until nothing changes: a watched term with a zero factor goes; over Z2 with ``collapse`` a
+    σ-fixed orbit becomes one fixed term (appended to FP, FN at ``nf``); a watched term x and a
+    partner y that cancel both go, and two that agree in two slots merge into x (``_reduction``).
+    The partners of x: every other row, or with ``hint[w]`` = h ≥ 0 only those that agree with x
+    in slot h (``_row_partner``, ``_orbit_partner``). Removing an orbit moves rows, so the orbit
+    walk's hints and index are stale after any reduction and every term is then compared in full.
+    Returns (R, nf, reductions); the orbit walk counts a removed orbit as a reduction, the plain
+    walk counts merges and cancellations only.
+
+    Inlined into its two callers with ``orbit`` a constant, so each compiles only its own branches.
+    """
     reductions = 0
     changed = True
     while changed:
@@ -172,36 +204,101 @@ def _settle_hint(P, N, R, watch, hint, mod2):
             x = watch[w]
             if x < 0:
                 continue
-            if _is_zero_term(P, N, x):
-                R = _remove(P, N, R, x, watch)
+            fixed = False
+            zero = _is_zero_term(P, N, x)
+            if orbit and mod2 and collapse and not zero:
+                fixed = _is_fixed(P, N, x, table)
+            if zero or fixed:
+                if fixed:
+                    for t in range(3):
+                        FP[nf, t] = P[x, t]
+                        FN[nf, t] = N[x, t]
+                    nf += 1
+                R = _drop(P, N, R, x, watch, orbit)
+                if orbit:
+                    reductions += 1
                 changed = True
                 break
             h = hint[w]
-            for y in range(R):
-                if y == x:
-                    continue
-                if h >= 0 and _match(P, N, x, y, h, mod2) == 0:
+            c = R
+            base = 0
+            if orbit and h >= 0:
+                c, base = row_bucket(ix, x - x % 3 + (x % 3 + 3 - h) % 3)
+            for t in range(c + 3 if orbit and h >= 0 else R):
+                if orbit:
+                    y = _orbit_partner(R, x, h, t, c, base, near[w], ix)
+                else:
+                    y = _row_partner(P, N, x, h, t, mod2)
+                if y < 0:
                     continue
                 kind, d, np_, nn_ = _reduction(P, N, x, y, mod2)
                 if kind == _NONE:
                     continue
                 if kind == _CANCEL:  # x + y == 0: both go
                     hi, lo = (x, y) if x > y else (y, x)
-                    R = _remove(P, N, R, hi, watch)
-                    R = _remove(P, N, R, lo, watch)
+                    R = _drop(P, N, R, hi, watch, orbit)
+                    R = _drop(P, N, R, lo, watch, orbit)
+                    reductions += 2 if orbit else 1
+                else:
+                    P[x, d] = np_
+                    N[x, d] = nn_
+                    if not orbit:
+                        hint[w] = d
+                    R = _drop(P, N, R, y, watch, orbit)
+                    if orbit:
+                        _regen(P, N, watch[w], table)  # x's orbit may have moved into y's rows
                     reductions += 1
-                    changed = True
-                    break
-                P[x, d] = np_
-                N[x, d] = nn_
-                hint[w] = d
-                R = _remove(P, N, R, y, watch)
-                reductions += 1
                 changed = True
                 break
             if changed:
                 break
-    return R, reductions
+        if changed and orbit:
+            hint[:] = -1
+    return R, nf, reductions
+
+
+@njit(cache=True, inline="always")
+def _drop(P, N, R, x, watch, orbit):
+    """Remove term x: its row, or with ``orbit`` its orbit. Returns the new R."""
+    if orbit:
+        return _remove_orbit(P, N, R, x // 3, watch)
+    return _remove(P, N, R, x, watch)
+
+
+@njit(cache=True, inline="always")
+def _row_partner(P, N, x, h, t, mod2):
+    """Candidate t of the plain settle: row t unless it is x or (hint h ≥ 0) differs from x in slot h; −1: skip."""
+    if t == x or (h >= 0 and _match(P, N, x, t, h, mod2) == 0):
+        return -1
+    return t
+
+
+@njit(cache=True, inline="always")
+def _orbit_partner(R, x, h, t, c, base, near, ix):
+    """Candidate t of the orbit settle (a row of another orbit; −1: skip).
+
+    Without a hint (h < 0): row t. With one, in a settled scheme (no two terms of different orbits
+    agree in two slots) a term x whose slot h changed can newly agree in two slots with an
+    unchanged term y only if y_h = ±x_h (x agrees with σy exactly when σ²x agrees with y, so the
+    images need no check). Those y are found in the index ``ix`` (in sync with P, N): x_h is slot 0
+    of the row x' = σ^(3−h)x of x's orbit, and y = σ^h q for the c rows q (from ``base``) that
+    share x'’s slot-0 factor; then the three rows of the ``near`` orbit (whose terms changed too)
+    in full. So most flips settle in O(1), not O(rank) (measured: the scan over all terms was most
+    of the time per flip once draws were O(1)).
+    """
+    ox = x // 3
+    if h < 0:
+        return -1 if t // 3 == ox else t
+    if t < c:  # y = σ^h q: y_h = ±x_h
+        q = ix[base + t]
+        oy = q // 3
+        if oy == ox or oy == near:
+            return -1
+        return 3 * oy + (q % 3 + h) % 3
+    y = 3 * near + t - c  # the near orbit, in full
+    if near < 0 or y >= R:
+        return -1
+    return y
 
 
 #: what ``_reduction`` finds for two terms
@@ -496,9 +593,5 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
                 plus += 1
             reductions += red
             since = 0
-    out[OUT_RANK] = R
-    out[OUT_FLIPS] = flips
-    out[OUT_REDUCTIONS] = reductions
-    out[OUT_PLUS] = plus
-    out[OUT_ATTEMPTS] = attempts
+    _report(out, R, flips, reductions, plus, attempts)
     return R

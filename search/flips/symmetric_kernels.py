@@ -1,5 +1,5 @@
-"""The symmetric walk's compiled part (``search.flips.symmetric``): σ on bitmasks (a transpose
-table), orbit rows and their images, orbit flips, the plus transition on two orbits
+"""The symmetric walk's compiled part (``search.flips.symmetric``): orbit flips (σ, the images of
+a row and orbit removal are in ``search.flips.orbits``), the plus transition on two orbits
 (``kernel.plus_pair``), settling reductions (orbit and fixed terms) and ``sym_walk``."""
 
 from __future__ import annotations
@@ -8,79 +8,8 @@ import numpy as np
 from numba import njit
 
 from search.flips import kernel as K
+from search.flips.orbits import _ZERO, _is_fixed, _regen, _remove_orbit, _tr, transpose_table  # noqa: F401
 from search.flips.valueindex import index_rebuild, index_sync, new_index, row_bucket, shared_count, shared_rows
-
-_ZERO = np.uint64(0)
-
-
-def transpose_table(n: int) -> np.ndarray:
-    """Per byte of a bitmask, the transposed bits it contributes: ``tr(x) = OR_b T[b, byte_b(x)]``."""
-    nb = (n * n + 7) // 8
-    T = np.zeros((max(nb, 1), 256), np.uint64)
-    for b in range(nb):
-        for v in range(256):
-            out = 0
-            for bit in range(8):
-                a = 8 * b + bit
-                if a < n * n and (v >> bit) & 1:
-                    i, j = divmod(a, n)
-                    out |= 1 << (j * n + i)
-            T[b, v] = np.uint64(out)
-    return T
-
-
-@njit(cache=True, inline="always")
-def _tr(x, table):
-    if x == _ZERO:  # every N factor mod 2
-        return _ZERO
-    out = _ZERO
-    for b in range(table.shape[0]):
-        out |= table[b, (x >> np.uint64(8 * b)) & np.uint64(255)]
-    return out
-
-
-@njit(cache=True)
-def _regen(P, N, r, table):
-    """Rewrite the two other rows of r's orbit as σr = (zᵀ, x, yᵀ) and σ²r = (y, zᵀ, xᵀ)."""
-    base = r - r % 3
-    j1 = base + (r % 3 + 1) % 3
-    j2 = base + (r % 3 + 2) % 3
-    xp, xn, yp, yn = P[r, 0], N[r, 0], P[r, 1], N[r, 1]
-    ztp, ztn = _tr(P[r, 2], table), _tr(N[r, 2], table)
-    P[j1, 0], N[j1, 0] = ztp, ztn
-    P[j1, 1], N[j1, 1] = xp, xn
-    P[j1, 2], N[j1, 2] = _tr(yp, table), _tr(yn, table)
-    P[j2, 0], N[j2, 0] = yp, yn
-    P[j2, 1], N[j2, 1] = ztp, ztn
-    P[j2, 2], N[j2, 2] = _tr(xp, table), _tr(xn, table)
-
-
-@njit(cache=True)
-def _remove_orbit(P, N, R, k, watch):
-    """Drop orbit k (rows 3k..3k+2); the last orbit moves into its rows. Returns the new R."""
-    last = R - 3
-    for e in range(3):
-        for t in range(3):
-            P[3 * k + e, t] = P[last + e, t]
-            N[3 * k + e, t] = N[last + e, t]
-            P[last + e, t] = _ZERO
-            N[last + e, t] = _ZERO
-    for w in range(watch.shape[0]):
-        x = watch[w]
-        if x < 0:
-            continue
-        if x // 3 == k:
-            watch[w] = -1
-        elif x >= last:
-            watch[w] = 3 * k + (x - last)
-    return last
-
-
-@njit(cache=True)
-def _is_fixed(P, N, r, table):
-    """σ(term r) == term r, i.e. the term is (x, x, xᵀ)."""
-    return (P[r, 1] == P[r, 0] and N[r, 1] == N[r, 0]
-            and P[r, 2] == _tr(P[r, 0], table) and N[r, 2] == _tr(N[r, 0], table))
 
 
 @njit(cache=True)
@@ -95,87 +24,11 @@ def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table, collapse=True):
 @njit(cache=True)
 def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse=True):
     """``_sym_settle`` where ``hint[w]`` is the one slot of term ``watch[w]`` that changed (−1: unknown)
-    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none).
-
-    In a settled scheme (no two terms of different orbits agree in two slots) a term x whose slot
-    h changed can newly agree in two slots with an unchanged term y only if y_h = ±x_h (x agrees
-    with σy exactly when σ²x agrees with y, so the images need no check). Those y are found in
-    the index ``ix`` (in sync with P, N): x_h is slot 0 of the row x' = σ^(3−h)x of x's orbit, and
-    y = σ^h q for the rows q that share x'’s slot-0 factor. So most flips settle in O(1), not
-    O(rank) (measured: the scan over all terms was most of the time per flip once draws were
-    O(1)). After a reduction the index is stale and every term is compared in full.
-    """
-    reductions = 0
-    changed = True
-    while changed:
-        changed = False
-        for w in range(watch.shape[0]):
-            x = watch[w]
-            if x < 0:
-                continue
-            if K._is_zero_term(P, N, x):
-                R = _remove_orbit(P, N, R, x // 3, watch)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            if mod2 and collapse and _is_fixed(P, N, x, table):
-                for t in range(3):
-                    FP[nf, t] = P[x, t]
-                    FN[nf, t] = N[x, t]
-                nf += 1
-                R = _remove_orbit(P, N, R, x // 3, watch)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            ox = x // 3
-            h = hint[w]
-            c = R
-            base = 0
-            if h >= 0:
-                c, base = row_bucket(ix, x - x % 3 + (x % 3 + 3 - h) % 3)
-            for t in range(c + 3 if h >= 0 else R):
-                if h < 0:
-                    y = t
-                    oy = y // 3
-                    if oy == ox:
-                        continue
-                elif t < c:  # y = σ^h q: y_h = ±x_h
-                    q = ix[base + t]
-                    oy = q // 3
-                    if oy == ox or oy == near[w]:
-                        continue
-                    y = 3 * oy + (q % 3 + h) % 3
-                else:  # the near orbit, in full
-                    oy = near[w]
-                    y = 3 * oy + t - c
-                    if oy < 0 or y >= R:
-                        continue
-                kind, d, np_, nn_ = K._reduction(P, N, x, y, mod2)
-                if kind == K._NONE:
-                    continue
-                if kind == K._CANCEL:  # x + y == 0: both orbits cancel
-                    oy = y // 3
-                    hi, lo = (ox, oy) if ox > oy else (oy, ox)
-                    R = _remove_orbit(P, N, R, hi, watch)
-                    R = _remove_orbit(P, N, R, lo, watch)
-                    reductions += 2
-                    hint[:] = -1
-                    changed = True
-                    break
-                P[x, d] = np_
-                N[x, d] = nn_
-                R = _remove_orbit(P, N, R, y // 3, watch)
-                x = watch[w]  # x's orbit may have moved into y's rows
-                _regen(P, N, x, table)
-                reductions += 1
-                hint[:] = -1
-                changed = True
-                break
-            if changed:
-                break
-    return R, nf, reductions
+    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none): the one settle
+    loop (``kernel._settle_loop``) on orbits, whose partners with a hint come from the index ``ix``
+    (in sync with P, N; see ``kernel._orbit_partner``). After a reduction the index is stale and
+    every term is compared in full."""
+    return K._settle_loop(P, N, R, watch, hint, mod2, True, near, ix, table, FP, FN, nf, collapse)
 
 
 @njit(cache=True)
@@ -306,9 +159,5 @@ def sym_walk(P, N, R, FP, FN, nfix, mod2, stop_rank, max_flips, plateau, max_ran
             reductions += red
             since = 0
     nfix[0] = nf
-    out[K.OUT_RANK] = R + nf
-    out[K.OUT_FLIPS] = flips
-    out[K.OUT_REDUCTIONS] = reductions
-    out[K.OUT_PLUS] = plus
-    out[K.OUT_ATTEMPTS] = attempts
+    K._report(out, R + nf, flips, reductions, plus, attempts)
     return R
