@@ -27,7 +27,7 @@ its inverse is integral and the algorithm stays bit-exact on integers).
 reconstructed U, V, W equal the algorithm's factors entry for entry, and that algorithm is a
 valid factorization of the matmul tensor (Brent equations in exact arithmetic).
 
-Public API: ``AltBasis``, ``sparsify(f, support=3)``, ``additions(f)``, ``load_altbasis(path)``,
+Public API: ``AltBasis``, ``sparsify(f, support=3)``, ``additions(f)``, ``load_altbasis(path)`` (``altbasis_entries``/``decode_altbasis``: one entry at a time),
 ``save_altbasis(path, items)``; ``python -m compiler.algebra.altbasis factors/*.npz --out
 factors/altbasis.json`` regenerates the stored results (every integer algorithm of the repository's
 own factor files whose core is sparser than its standard basis; AlphaTensor's are not stored).
@@ -301,22 +301,29 @@ def save_altbasis(path: str | Path, items: list[AltBasis]) -> None:
     _atomic_write(Path(path), lambda fh: fh.write(text.encode()))
 
 
-def load_altbasis(path: str | Path) -> list[AltBasis]:
-    """Read and prove (``AltBasis.verify``) every alternative-basis algorithm in a JSON file."""
+def altbasis_entries(path: str | Path) -> list[dict]:
+    """The entries of an alternative-basis JSON file as stored (not decoded, not proven)."""
     doc = json.loads(Path(path).read_text())
     if doc.get("format") != ALTBASIS_FORMAT:
         raise FactorizationError(f"{path}: not a {ALTBASIS_FORMAT} file")
-    out = []
-    for d in doc["algorithms"]:
-        phi, psi, ups = _dec(d["phi"]), _dec(d["psi"]), _dec(d["upsilon"])
-        Uc, Vc, Wc = _dec(d["Uc"]), _dec(d["Vc"]), _dec(d["Wc"])
-        U = _mat(np.asarray(phi, dtype=object).T, Uc)
-        V = _mat(np.asarray(psi, dtype=object).T, Vc)
-        W = _mat(exact_inverse(ups), Wc)
-        f = Factorization(tuple(d["shape"]), U, V, W, "Q", d["name"],
-                          Provenance.from_dict(d.get("algorithm_provenance")))
-        out.append(AltBasis(f, phi, psi, ups, Uc, Vc, Wc, Provenance.from_dict(d.get("provenance"))).verify())
-    return out
+    return list(doc["algorithms"])
+
+
+def decode_altbasis(d: dict) -> AltBasis:
+    """One stored entry as an ``AltBasis``, not yet proven: call ``verify()`` before any use."""
+    phi, psi, ups = _dec(d["phi"]), _dec(d["psi"]), _dec(d["upsilon"])
+    Uc, Vc, Wc = _dec(d["Uc"]), _dec(d["Vc"]), _dec(d["Wc"])
+    U = _mat(np.asarray(phi, dtype=object).T, Uc)
+    V = _mat(np.asarray(psi, dtype=object).T, Vc)
+    W = _mat(exact_inverse(ups), Wc)
+    f = Factorization(tuple(d["shape"]), U, V, W, "Q", d["name"],
+                      Provenance.from_dict(d.get("algorithm_provenance")))
+    return AltBasis(f, phi, psi, ups, Uc, Vc, Wc, Provenance.from_dict(d.get("provenance")))
+
+
+def load_altbasis(path: str | Path) -> list[AltBasis]:
+    """Read and prove (``AltBasis.verify``) every alternative-basis algorithm in a JSON file."""
+    return [decode_altbasis(d).verify() for d in altbasis_entries(path)]
 
 
 def _is_alphatensor(f: Factorization) -> bool:

@@ -50,7 +50,7 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.algebra.altbasis import AltBasis, load_altbasis
+from compiler.algebra.altbasis import AltBasis, altbasis_entries, decode_altbasis
 from compiler.algebra.constructions import exact_inverse
 from compiler.algebra.factors import Factorization, matmul_tensor, to_exact
 from compiler.codegen.emit_torch import (TorchConfig, _combine_ops, _safe, block_name, environment, literal,
@@ -197,14 +197,31 @@ STORED_PATH = Path(__file__).resolve().parents[2] / "factors" / "altbasis.json"
 
 
 @lru_cache(maxsize=4)
-def _stored(path: str) -> dict[str, AltBasis]:
-    return {alt.algorithm.digest: alt for alt in load_altbasis(path)}
+def _entries(path: str) -> tuple[dict, ...]:
+    return tuple(altbasis_entries(path))
+
+
+_PROVEN: dict[tuple[str, str], AltBasis | None] = {}
 
 
 def stored_altbasis(f: Factorization, path: str | Path = STORED_PATH) -> AltBasis | None:
-    """The stored alternative basis of ``f`` (``factors/altbasis.json``, proven once on first use,
-    matched by the digest of the exact coefficients), or None: the runtime's way to find one."""
-    return _stored(str(path)).get(f.digest) if Path(path).is_file() else None
+    """The stored alternative basis of ``f`` (``factors/altbasis.json``, matched by the digest of the
+    exact coefficients), or None: the runtime's way to find one. Only entries of ``f``'s shape and
+    rank are decoded, and only the match is proven (once per process: 10–300 ms here, where proving the
+    whole file took about a second on the first large product)."""
+    if not Path(path).is_file():
+        return None
+    key = (str(path), f.digest)
+    if key not in _PROVEN:
+        found = None
+        for d in _entries(str(path)):
+            if tuple(d["shape"]) == tuple(f.shape) and d.get("rank") == f.rank:
+                alt = decode_altbasis(d)
+                if alt.algorithm.digest == f.digest:
+                    found = alt.verify()
+                    break
+        _PROVEN[key] = found
+    return _PROVEN[key]
 
 
 _MODULES: dict[tuple, tuple] = {}
