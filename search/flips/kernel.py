@@ -693,6 +693,7 @@ def _walk_loop(P, N, R, nf, mod2, orbit, stop_rank, max_flips, plateau, max_rank
     plus = 0
     since = 0
     misses = 0
+    # (an orbit walk with no orbit left has nothing to draw from)
     while R + nf > stop_rank and flips < max_flips and (R > 0 or not orbit):
         attempts += 1
         r, s, u, v = _walk_flip(P, N, R, rng, mod2, orbit, ix0, ix1, ix2)
@@ -712,7 +713,7 @@ def _walk_loop(P, N, R, nf, mod2, orbit, stop_rank, max_flips, plateau, max_rank
             since += 1
             R2, nf, red = _walk_settle(P, N, R, nf, r, s, u, v, mod2, orbit, watch, hint, near,
                                        ix0, ik0, ix1, ik1, ix2, ik2, table, FP, FN, collapse)
-            if R2 < R:
+            if R2 < R:  # on orbits every reduction lowers R; on rows a vanished term does without one
                 reductions += red
                 since = 0
             R = R2
