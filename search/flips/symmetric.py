@@ -153,6 +153,72 @@ def _state_key(st: SymmetricState) -> bytes:
     return repr((orbits, fixed)).encode()
 
 
+class _Run:
+    """What the two drivers share: the compiled walk's buffers and random streams, the flip count
+    and the clock, the best scheme so far and its history, and the stop test."""
+
+    def __init__(self, n: int, cfg: SymmetricConfig, salt: int,
+                 on_best: Callable[[float, Factorization], None] | None,
+                 should_stop: Callable[[], bool] | None, provenance: Provenance | None) -> None:
+        self.n, self.cfg, self.on_best, self.should_stop = n, cfg, on_best, should_stop
+        self.mod2 = cfg.field == "Z2"
+        self.table = transpose_table(n)
+        self.st0, start_name, self.collapse = _start(n, cfg)
+        # ``salt`` keeps the two drivers' streams apart for one seed
+        self.rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + salt)], np.uint64)
+        self.out = np.zeros(5, np.int64)
+        self.nfix = np.zeros(1, np.int64)
+        self.pick = np.random.default_rng(cfg.seed)
+        self.base = provenance or Provenance()
+        self.best = self.start = to_factorization(self.st0, cfg.field, start_name, self.base)
+        self.best_rank = self.st0.rank
+        self.history = [(0.0, self.st0.rank)]
+        self.target = cfg.target_rank or 0
+        self.flips = 0
+        self.t0, self.c0 = time.perf_counter(), time.thread_time()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def done(self) -> bool:
+        cfg = self.cfg
+        return (self.best_rank <= self.target or self.seconds() >= cfg.budget_s
+                or (cfg.max_flips is not None and self.flips >= cfg.max_flips)
+                or (self.should_stop is not None and self.should_stop()))
+
+    def plateau(self) -> int:
+        """The plateau of the next path: ``cfg.plateau``, or drawn from [plateau_min, plateau]."""
+        cfg = self.cfg
+        return cfg.plateau if cfg.plateau_min is None else int(self.pick.integers(cfg.plateau_min, cfg.plateau + 1))
+
+    def walk(self, cur: SymmetricState, rank: int, k: int, plateau: int) -> int:
+        """At most ``k`` flips of ``cur`` in place, stopping below ``rank`` (plus transitions up to
+        ``rank + max_plus``); returns the flips made."""
+        self.nfix[0] = cur.nf
+        cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, self.nfix, self.mod2, rank - 1, k, plateau,
+                         rank + self.cfg.max_plus, self.rng, self.out, self.table, self.collapse)
+        cur.nf = int(self.nfix[0])
+        made = int(self.out[K.OUT_FLIPS])
+        self.flips += made
+        return made
+
+    def improve(self, cur: SymmetricState) -> bool:
+        """Record ``cur`` if it lowers the best rank (verified, in the history, told to ``on_best``)."""
+        if cur.rank >= self.best_rank:
+            return False
+        t = self.seconds()
+        f = _checked(cur, self.cfg.field, self.n, self.base)
+        self.best_rank, self.best = cur.rank, f
+        self.history.append((t, cur.rank))
+        if self.on_best is not None:
+            self.on_best(t, f)
+        return True
+
+    def result(self) -> SymmetricResult:
+        return SymmetricResult(self.best, self.flips, self.seconds(), self.history,
+                               time.thread_time() - self.c0, self.start)
+
+
 def symmetric_pool_search(n: int, config: SymmetricConfig,
                           on_best: Callable[[float, Factorization], None] | None = None,
                           should_stop: Callable[[], bool] | None = None,
@@ -164,44 +230,22 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
     schemes, or holds one and the level has spent its first success's flips again over 4 runners
     more. Every scheme that lowers the best rank is verified exactly and checked invariant."""
     cfg = config
-    mod2 = cfg.field == "Z2"
-    table = transpose_table(n)
-    st0, start_name, collapse = _start(n, cfg)
-    rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 3)], np.uint64)
-    out = np.zeros(5, np.int64)
-    nfix = np.zeros(1, np.int64)
-    pick = np.random.default_rng(cfg.seed)
-    base = provenance or Provenance()
-    best = start = to_factorization(st0, cfg.field, start_name, base)
-    best_rank = level = st0.rank
-    pool = [st0]
+    run = _Run(n, cfg, 3, on_best, should_stop, provenance)
+    level = run.st0.rank
+    pool = [run.st0]
     nxt: dict[bytes, SymmetricState] = {}
     level_flips, first, after = 0, None, 0
-    t0, c0 = time.perf_counter(), time.thread_time()
-    flips = 0
-    history = [(0.0, st0.rank)]
-    target = cfg.target_rank or 0
-
-    def done() -> bool:
-        return (best_rank <= target or time.perf_counter() - t0 >= cfg.budget_s
-                or (cfg.max_flips is not None and flips >= cfg.max_flips)
-                or (should_stop is not None and should_stop()))
-
-    while not done():
-        cur = pool[int(pick.integers(len(pool)))].copy()
-        plateau = cfg.plateau if cfg.plateau_min is None else int(pick.integers(cfg.plateau_min, cfg.plateau + 1))
+    while not run.done():
+        cur = pool[int(run.pick.integers(len(pool)))].copy()
+        plateau = run.plateau()
         spent = 0
-        while spent < cfg.path_length and cur.rank >= level and not done():
+        while spent < cfg.path_length and cur.rank >= level and not run.done():
             k = min(cfg.chunk, cfg.path_length - spent)
             if cfg.max_flips is not None:
-                k = max(1, min(k, cfg.max_flips - flips))
-            nfix[0] = cur.nf
-            cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, nfix, mod2, level - 1, k, plateau,
-                             level + cfg.max_plus, rng, out, table, collapse)
-            cur.nf = int(nfix[0])
-            spent += int(out[K.OUT_FLIPS])
-            flips += int(out[K.OUT_FLIPS])
-            if out[K.OUT_FLIPS] < k and cur.rank >= level:
+                k = max(1, min(k, cfg.max_flips - run.flips))
+            made = run.walk(cur, level, k, plateau)
+            spent += made
+            if made < k and cur.rank >= level:
                 break  # nothing moves
         level_flips += spent
         if first is not None:
@@ -210,21 +254,15 @@ def symmetric_pool_search(n: int, config: SymmetricConfig,
             nxt.setdefault(_state_key(cur), cur)
             if first is None:
                 first = level_flips
-            if cur.rank < best_rank:
-                t = time.perf_counter() - t0
-                f = _checked(cur, cfg.field, n, base)
-                best_rank, best = cur.rank, f
-                history.append((t, cur.rank))
-                if on_best is not None:
-                    on_best(t, f)
-        if nxt and (len(nxt) >= cfg.pool_size or best_rank <= target
+            run.improve(cur)
+        if nxt and (len(nxt) >= cfg.pool_size or run.best_rank <= run.target
                     or (level_flips >= 2 * first and after >= 4)):
             low = min(st.rank for st in nxt.values())
             pool = [st for st in nxt.values() if st.rank == low]
             level, nxt, level_flips, first, after = low, {}, 0, None, 0
         elif spent == 0:
             break
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0, start)
+    return run.result()
 
 
 def symmetric_walk_search(n: int, config: SymmetricConfig,
@@ -239,76 +277,47 @@ def symmetric_walk_search(n: int, config: SymmetricConfig,
     cfg = config
     if cfg.levels:
         return symmetric_pool_search(n, cfg, on_best, should_stop, provenance)
-    mod2 = cfg.field == "Z2"
-    table = transpose_table(n)
-    st0, start_name, collapse = _start(n, cfg)
-    rng = np.array([np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(cfg.seed * 2654435761 + 1)], np.uint64)
-    out = np.zeros(5, np.int64)
-    nfix = np.zeros(1, np.int64)
-    pick = np.random.default_rng(cfg.seed)
-    base = provenance or Provenance()
-    cur = st0.copy()
-    best = start = to_factorization(cur, cfg.field, start_name, base)
-    best_rank = lineage_rank = cur.rank
+    run = _Run(n, cfg, 1, on_best, should_stop, provenance)
+    cur = run.st0.copy()
+    lineage_rank = cur.rank
     lineage_flips = 0
-    starts = [st0.copy()]
+    starts = [run.st0.copy()]
     pool = [cur.copy()]
-    t0 = time.perf_counter()
-    c0 = time.thread_time()
-    flips = 0
-    history = [(0.0, cur.rank)]
-    target = cfg.target_rank or 0
-
-    def done() -> bool:
-        return (best_rank <= target or time.perf_counter() - t0 >= cfg.budget_s
-                or (cfg.max_flips is not None and flips >= cfg.max_flips)
-                or (should_stop is not None and should_stop()))
-
-    while not done():
+    while not run.done():
         path = 0
-        plateau = cfg.plateau if cfg.plateau_min is None else int(pick.integers(cfg.plateau_min, cfg.plateau + 1))
-        while path < cfg.path_length and not done():
+        plateau = run.plateau()
+        while path < cfg.path_length and not run.done():
             k = min(cfg.chunk, cfg.path_length - path)
             if cfg.max_flips is not None:
-                k = min(k, cfg.max_flips - flips)
-            nfix[0] = cur.nf
-            cur.R = sym_walk(cur.P, cur.N, cur.R, cur.FP, cur.FN, nfix, mod2, lineage_rank - 1, k, plateau,
-                             lineage_rank + cfg.max_plus, rng, out, table, collapse)
-            cur.nf = int(nfix[0])
-            path += int(out[K.OUT_FLIPS])
-            flips += int(out[K.OUT_FLIPS])
-            lineage_flips += int(out[K.OUT_FLIPS])
-            if cur.rank < lineage_rank or out[K.OUT_FLIPS] < k:
+                k = min(k, cfg.max_flips - run.flips)
+            made = run.walk(cur, lineage_rank, k, plateau)
+            path += made
+            lineage_flips += made
+            if cur.rank < lineage_rank or made < k:
                 break
             if cur.rank == lineage_rank:
                 if len(pool) < cfg.pool_size:
                     pool.append(cur.copy())
                 else:
-                    pool[int(pick.integers(len(pool)))] = cur.copy()
+                    pool[int(run.pick.integers(len(pool)))] = cur.copy()
         if cur.rank < lineage_rank:
             lineage_rank = cur.rank
             lineage_flips = 0
             pool = [cur.copy()]
-            if cur.rank < best_rank:
-                t = time.perf_counter() - t0
-                f = _checked(cur, cfg.field, n, base)
-                best_rank, best = cur.rank, f
+            if run.improve(cur):
                 starts.append(cur.copy())
                 if len(starts) > 9:
                     del starts[1]
-                history.append((t, cur.rank))
-                if on_best is not None:
-                    on_best(t, f)
             continue
         if cfg.reset_flips is not None and lineage_flips >= cfg.reset_flips:
             if on_reset is not None:  # the lineage's lowest rank, before it is abandoned
-                on_reset(time.perf_counter() - t0, lineage_rank)
-            cur = (starts[0] if cfg.fresh_resets else starts[int(pick.integers(len(starts)))]).copy()
+                on_reset(run.seconds(), lineage_rank)
+            cur = (starts[0] if cfg.fresh_resets else starts[int(run.pick.integers(len(starts)))]).copy()
             lineage_rank = cur.rank
             lineage_flips = 0
             pool = [cur.copy()]
             continue
-        if out[K.OUT_FLIPS] == 0 and path == 0 and len(pool) == 1:
+        if run.out[K.OUT_FLIPS] == 0 and path == 0 and len(pool) == 1:
             break
-        cur = pool[int(pick.integers(len(pool)))].copy()
-    return SymmetricResult(best, flips, time.perf_counter() - t0, history, time.thread_time() - c0, start)
+        cur = pool[int(run.pick.integers(len(pool)))].copy()
+    return run.result()
