@@ -9,8 +9,10 @@ Strassen 2-level fused call at 4096³ fp32 faulted in 80 000 pages (≈ 320 MB, 
 call). BLAS libraries keep their workspace for the same reason (cuBLAS's workspace); so does this
 module, on CPU only (CUDA's caching allocator already reuses device memory, stream-ordered).
 
-``kept(owner, key, build)`` returns the workspace ``build()`` made for ``(owner, key)`` on an
-earlier call of the same thread, or builds it. What is kept is bounded:
+``for_call(owner, key, build, a, b)`` (what a generated module calls) returns the workspace
+``build()`` made for ``(owner, key)`` on an earlier call of the same thread where the call may
+reuse one (``reusable``), keeping it if the budget allows (``kept``), and a fresh ``build()``
+otherwise. What is kept is bounded:
 
 - at most ``budget()`` bytes in all (``FASTMM_WORKSPACE_MB``, default a quarter of the physical
   memory, at most 4096 MB; ``0`` keeps nothing and every call allocates, as before), least
@@ -105,6 +107,12 @@ def kept(owner: object, key: tuple, build: Callable[[], Any]) -> Any:
             held -= s
         _kept[full] = (ws, size)
     return ws
+
+
+def for_call(owner: object, key: tuple, build: Callable[[], Any], a: torch.Tensor, b: torch.Tensor) -> Any:
+    """The workspace of one ``a @ b`` call: ``kept(owner, key, build)`` where the call may reuse
+    one (``reusable``: CPU, not traced, no autograd recording), else a fresh ``build()``."""
+    return kept(owner, key, build) if reusable(a.device, a, b) else build()
 
 
 def release() -> int:

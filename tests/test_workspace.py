@@ -126,3 +126,11 @@ def test_an_alternative_basis_module_keeps_its_buffers_and_stays_exact():
     assert held > 0
     mm(_ints(36, 20), _ints(20, 44, seed=2))
     assert workspace.kept_bytes() == held
+
+
+def test_for_call_keeps_only_where_the_call_may_reuse():
+    owner, a = object(), torch.ones(2, 2)
+    kept = workspace.for_call(owner, (1,), _new(), a, a)
+    assert workspace.for_call(owner, (1,), _new(), a, a) is kept
+    g = torch.ones(2, 2, requires_grad=True)
+    assert workspace.for_call(owner, (1,), _new(), g, a) is not kept   # autograd records: fresh
