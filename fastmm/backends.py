@@ -86,10 +86,9 @@ def alt_bases(backend: str) -> bool:
     return get_backend(backend).alt_bases
 
 
-@functools.lru_cache(maxsize=64)
 def stored_basis(f: Factorization):
-    """The stored alternative basis of ``f`` (``factors/altbasis.json``, proven on first load and
-    matched by ``f``'s digest; ``emit_altbasis.stored_altbasis``), or None."""
+    """The stored alternative basis of ``f`` (``factors/altbasis.json``, matched by ``f``'s digest
+    and proven once; ``emit_altbasis.stored_altbasis`` remembers the answer), or None."""
     return stored_altbasis(f)
 
 

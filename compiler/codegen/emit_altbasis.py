@@ -208,13 +208,12 @@ def stored_altbasis(f: Factorization, path: str | Path = STORED_PATH) -> AltBasi
     """The stored alternative basis of ``f`` (``factors/altbasis.json``, matched by the digest of the
     exact coefficients), or None: the runtime's way to find one. Only entries of ``f``'s shape and
     rank are decoded, and only the match is proven (once per process: 10–300 ms here, where proving the
-    whole file took about a second on the first large product)."""
-    if not Path(path).is_file():
-        return None
+    whole file took about a second on the first large product); the answer is remembered, so a
+    later call is one dictionary lookup."""
     key = (str(path), f.digest)
     if key not in _PROVEN:
         found = None
-        for d in _entries(str(path)):
+        for d in (_entries(str(path)) if Path(path).is_file() else ()):
             if tuple(d["shape"]) == tuple(f.shape) and d.get("rank") == f.rank:
                 alt = decode_altbasis(d)
                 if alt.algorithm.digest == f.digest:
