@@ -134,3 +134,33 @@ def test_for_call_keeps_only_where_the_call_may_reuse():
     assert workspace.for_call(owner, (1,), _new(), a, a) is kept
     g = torch.ones(2, 2, requires_grad=True)
     assert workspace.for_call(owner, (1,), _new(), g, a) is not kept   # autograd records: fresh
+
+
+def _huge_pages_mode() -> str:
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return "absent"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "absent"
+
+
+def test_empty_is_torch_empty_with_a_huge_page_hint():
+    t = workspace.empty((3, 1024, 1024), torch.float32, torch.device("cpu"))  # 12 MiB
+    assert t.shape == (3, 1024, 1024) and t.dtype == torch.float32 and t.is_contiguous()
+    small = workspace.empty((4, 5), torch.float64, torch.device("cpu"))  # below 4 MiB: no hint
+    assert small.shape == (4, 5)
+    meta = workspace.empty((2048, 2048), torch.float32, torch.device("meta"))  # not CPU: plain empty
+    assert meta.device.type == "meta" and not workspace.advise_huge_pages(meta)
+    took = workspace.advise_huge_pages(t)
+    if _huge_pages_mode() in ("madvise", "always"):
+        assert took  # Linux with THP: the kernel accepts the advice for the 2 MiB pages inside t
+    t.fill_(1.5)
+    assert t.sum().item() == 1.5 * t.numel()
+
+
+def test_modules_allocate_through_kernels_workspace_empty():
+    """The result and the workspace of every torch module come from ``workspace.empty`` (huge pages
+    on Linux CPU); a module whose text still calls torch.empty would lose that silently."""
+    for schedule in ("materialized", "streaming", "fused"):
+        text = compiler.compile("strassen", levels=2, cutoff=1, schedule=schedule).source
+        assert "torch.empty" not in text and "_workspaces.empty(" in text
