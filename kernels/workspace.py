@@ -81,8 +81,8 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
     Only for memory the caller just allocated and owns; a hint, never an error: returns whether
     the kernel took it. Pages already faulted in stay as they are.
     """
-    if t.device.type != "cpu" or torch.compiler.is_compiling():
-        return False
+    if t.device.type != "cpu" or torch.compiler.is_compiling() or type(t) is not torch.Tensor:
+        return False  # (a subclass such as a tracer's fake tensor has no memory of its own to advise)
     fn = _libc_madvise()
     if not fn:
         return False

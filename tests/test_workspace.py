@@ -158,6 +158,18 @@ def test_empty_is_torch_empty_with_a_huge_page_hint():
     assert t.sum().item() == 1.5 * t.numel()
 
 
+def test_empty_under_a_fake_tensor_tracer_touches_no_memory():
+    import warnings
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a data_ptr() of a fake tensor warns: it must not be reached
+        with FakeTensorMode():
+            t = workspace.empty((2048, 2048), torch.float32, torch.device("cpu"))
+            assert t.shape == (2048, 2048) and not workspace.advise_huge_pages(t)
+
+
 def test_modules_allocate_through_kernels_workspace_empty():
     """The result and the workspace of every torch module come from ``workspace.empty`` (huge pages
     on Linux CPU); a module whose text still calls torch.empty would lose that silently."""
