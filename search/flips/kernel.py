@@ -467,6 +467,16 @@ def _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2):
     index_rebuild(ix2, ik2, P, N, R, mod2)
 
 
+@njit(cache=True, inline="always")
+def _two_rows(ix, c, base, rng):
+    """Two different rows, uniformly, of the ``c`` >= 2 rows ``ix[base:base + c]`` that share a factor."""
+    i = _below(rng, c)
+    j = _below(rng, c - 1)
+    if j >= i:
+        j += 1
+    return ix[base + i], ix[base + j]
+
+
 @njit(cache=True)
 def _flip_ix(P, N, rng, mod2, ix0, ix1, ix2):
     """One random flip drawn from the slot indexes: a factor held by two terms or more (uniform
@@ -496,12 +506,7 @@ def _flip_ix(P, N, rng, mod2, ix0, ix1, ix2):
             t = 2
             c, base = shared_rows(ix2, k - n0 - n1)
             ix = ix2
-        i = _below(rng, c)
-        j = _below(rng, c - 1)
-        if j >= i:
-            j += 1
-        r = ix[base + i]
-        s = ix[base + j]
+        r, s = _two_rows(ix, c, base, rng)
         sig = 1 if (mod2 or P[r, t] == P[s, t]) else -1  # the same key: equal, or opposite
         u, v = _flip_drawn(P, N, r, s, t, sig, rng, mod2)
         if u >= 0:
@@ -521,6 +526,200 @@ def _settled(P, N, R, x, h, mod2, ix):
         if (_match(P, N, x, y, (h + 1) % 3, mod2) != 0) or (_match(P, N, x, y, (h + 2) % 3, mod2) != 0):
             return False
     return True
+
+
+# -- the orbit walk's moves (``search.flips.symmetric_kernels.sym_walk``) ---------------------
+@njit(cache=True)
+def _sym_settle(P, N, R, watch, FP, FN, nf, mod2, table, collapse=True):
+    """Reductions of the watched orbits (``_settle_loop``). Returns (R, number of fixed terms, reductions)."""
+    hint = -np.ones(watch.shape[0], np.int64)
+    near = -np.ones(watch.shape[0], np.int64)
+    ix = np.zeros(1, np.int64)  # not read without hints
+    return _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse)
+
+
+@njit(cache=True)
+def _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix, collapse=True):
+    """``_sym_settle`` where ``hint[w]`` is the one slot of term ``watch[w]`` that changed (−1: unknown)
+    and ``near[w]`` an orbit whose terms changed too (compared in full; −1: none): the one settle
+    loop (``_settle_loop``) on orbits, whose partners with a hint come from the index ``ix``
+    (in sync with P, N; see ``_orbit_partner``). After a reduction the index is stale and
+    every term is compared in full."""
+    return _settle_loop(P, N, R, watch, hint, mod2, True, near, ix, table, FP, FN, nf, collapse)
+
+
+@njit(cache=True)
+def _sym_flip(P, N, R, rng, mod2, ix):
+    """A flip of two terms r, s of different orbits that share their slot-0 factor (up to sign):
+    a shared factor is drawn from the index ``ix`` (search.flips.valueindex), then two of its rows.
+    Returns (r, s, slot grown on r, slot shrunk on s), or −1s after 16 draws found no allowed pair.
+
+    Slot 0 suffices: the flip of (r, s) on slot t gives the orbits of the flip of (σr, σs) on
+    slot t + 1 (σ moves slot j to slot j + 1, transposing), and every factor of an orbit is slot 0
+    of one of its rows. The draw is uniform over shared factors, then over pairs of their rows (as
+    in Poole's solver), not over pairs of terms; it costs O(1) where a scan for partners cost
+    O(rank) (measured, <5,5,5> mod 2 at rank 105: 0.66 M flips/s with the scan).
+    """
+    for _ in range(16):
+        ns = shared_count(ix)
+        if ns == 0:
+            break
+        c, base = shared_rows(ix, _below(rng, ns))
+        r, s = _two_rows(ix, c, base, rng)
+        if r // 3 == s // 3:
+            continue
+        sig = 1 if (mod2 or P[r, 0] == P[s, 0]) else -1  # same key: equal, or opposite
+        u, v = _flip_drawn(P, N, r, s, 0, sig, rng, mod2)  # orbits share slot 0
+        if u >= 0:
+            return r, s, u, v
+    return -1, -1, -1, -1
+
+
+@njit(cache=True)
+def _sym_plus(P, N, R, rng, mod2, tries, table):
+    """A plus transition (``kernel.plus_pair``) on terms of two orbits; the new term starts orbit
+    R // 3 and the three changed orbits get their images. Returns (R, r, s, new)."""
+    r, s, _u, _v = plus_pair(P, N, R, rng, mod2, tries, 3)
+    if r < 0:
+        return R, -1, -1, -1
+    _regen(P, N, r, table)
+    _regen(P, N, s, table)
+    _regen(P, N, R, table)
+    return R + 3, r, s, R
+
+
+@njit(cache=True)
+def _sym_plus_settled(P, N, R, rng, mod2, tries, table, watch, FP, FN, nf, ix, ik, collapse):
+    """A plus transition, then the three changed orbits settled and the index rebuilt.
+    Returns (R, nf, reductions, whether a plus was made)."""
+    R2, r, s, nw = _sym_plus(P, N, R, rng, mod2, tries, table)
+    if R2 == R:
+        return R, nf, 0, False
+    watch[0] = r
+    watch[1] = s
+    watch[2] = nw
+    R, nf, red = _sym_settle(P, N, R2, watch, FP, FN, nf, mod2, table, collapse)
+    index_rebuild(ix, ik, P, N, R, mod2)
+    return R, nf, red, True
+
+
+# -- the one walk loop ------------------------------------------------------------------------
+@njit(cache=True)
+def _walk_plus(P, N, R, nf, rng, mod2, tries, orbit, watch, ix0, ik0, ix1, ik1, ix2, ik2, table, FP, FN, collapse):
+    """A plus transition with ``tries`` draws, then settled: on rows (``_plus_settled``) or on
+    orbits (``_sym_plus_settled``). Returns (R, nf, reductions, whether a plus was made)."""
+    if orbit:
+        return _sym_plus_settled(P, N, R, rng, mod2, tries, table, watch, FP, FN, nf, ix0, ik0, collapse)
+    R, red, made = _plus_settled(P, N, R, rng, mod2, tries, ix0, ik0, ix1, ik1, ix2, ik2)
+    return R, nf, red, made
+
+
+@njit(cache=True, inline="always")
+def _walk_loop(P, N, R, nf, mod2, orbit, stop_rank, max_flips, plateau, max_rank, rng, out,
+               ix0, ik0, ix1, ik1, ix2, ik2, table, FP, FN, collapse):
+    """The one walk loop of ``walk`` (``orbit`` False: rows, three slot indexes ix0..ik2) and of
+    ``symmetric_kernels.sym_walk`` (``orbit`` True: orbits of rows 3k..3k+2, one slot-0 index in
+    ix0, ik0; ``nf`` fixed terms in FP, FN count toward the rank).
+
+    Flips until the rank R + nf is at most ``stop_rank`` or ``max_flips`` flips are done; a plus
+    transition (``group`` = 1 or 3 new rows, while R + nf + group <= ``max_rank``) after enough
+    draws in a row found no flip (without one the walk stops: the scheme is isolated) and after
+    ``plateau`` flips without a reduction. Fills ``out`` (OUT_*); returns (R, nf).
+
+    Inlined into its two callers with ``orbit`` a constant, as ``_settle_loop`` is, so each
+    compiles only its own branches. The flip and the settling after it are written in the loop,
+    not in ``inline="always"`` helpers: measured (``bench/bench_flips.py -k flip_rate`` loops,
+    alternating with the two separate loops), helpers inlined into the hot path cost the plain
+    walk 20–30 % of its flip rate (<3,3,3> mod 2 6.0–6.6 → 3.7–4.6 M/s), most likely the
+    reference counts of the array arguments each inlined call binds. With the bodies in the loop and
+    ``_flip_ix``, ``_sym_flip`` and ``_walk_plus`` plain (not inlined) calls (``_two_rows``, with one
+    array argument, is inlined into both draws), the rate equals the two separate loops' (6
+    alternating rounds of 3 × 2 M flips, plain <3,3,3>/<4,4,4> over Z and mod 2 and the orbit walk
+    at n = 4, 5 mod 2: best rounds within 1 %, medians within the machine's ±5 % noise); inlining
+    ``_walk_plus`` cost the orbit walk about 10 %.
+    """
+    group = 3 if orbit else 1
+    watch = np.empty(3 if orbit else 2, np.int64)  # the orbit plus watches three orbits
+    hint = np.empty_like(watch)
+    near = np.empty_like(watch)
+    flips = 0
+    attempts = 0
+    reductions = 0
+    plus = 0
+    since = 0
+    misses = 0
+    # (an orbit walk with no orbit left has nothing to draw from)
+    while R + nf > stop_rank and flips < max_flips and (R > 0 or not orbit):
+        attempts += 1
+        if orbit:
+            r, s, u, v = _sym_flip(P, N, R, rng, mod2, ix0)
+        else:
+            r, s, u, v = _flip_ix(P, N, rng, mod2, ix0, ix1, ix2)
+        if r < 0:
+            misses += 1
+            # no flip in 16 draws (none shared, or all out of the ternary range): after a few
+            # such misses in a row the scheme is isolated (Strassen, Laderman, the naive <1,1,1>);
+            # the orbit walk waits 4R + 16 misses
+            if misses > (4 * R + 16 if orbit else 16):
+                if R + nf + group <= max_rank:  # a plus transition opens flips
+                    R, nf, red, made = _walk_plus(P, N, R, nf, rng, mod2, 64, orbit, watch,
+                                                  ix0, ik0, ix1, ik1, ix2, ik2, table, FP, FN, collapse)
+                    if made:
+                        plus += 1
+                        reductions += red
+                        misses = 0
+                        continue
+                break
+            continue
+        misses = 0
+        flips += 1
+        since += 1
+        R2 = R
+        red = 0
+        if orbit:
+            _regen(P, N, r, table)
+            _regen(P, N, s, table)
+            for k in range(3):
+                index_sync(ix0, ik0, P, N, r - r % 3 + k, R, mod2)
+                index_sync(ix0, ik0, P, N, s - s % 3 + k, R, mod2)
+            watch[0] = r
+            watch[1] = s
+            watch[2] = -1
+            hint[0] = u
+            hint[1] = v
+            hint[2] = -1
+            near[0] = s // 3
+            near[1] = r // 3
+            near[2] = -1
+            R2, nf, red = _sym_settle_hint(P, N, R, watch, hint, near, FP, FN, nf, mod2, table, ix0, collapse)
+            if red > 0:
+                index_rebuild(ix0, ik0, P, N, R2, mod2)
+        else:
+            ixu, iku = (ix0, ik0) if u == 0 else ((ix1, ik1) if u == 1 else (ix2, ik2))
+            ixv, ikv = (ix0, ik0) if v == 0 else ((ix1, ik1) if v == 1 else (ix2, ik2))
+            index_sync(ixu, iku, P, N, r, R, mod2)
+            index_sync(ixv, ikv, P, N, s, R, mod2)
+            if (_is_zero_term(P, N, r) or _is_zero_term(P, N, s)
+                    or not _settled(P, N, R, r, u, mod2, ixu) or not _settled(P, N, R, s, v, mod2, ixv)):
+                watch[0] = r
+                watch[1] = s
+                hint[0] = u
+                hint[1] = v
+                R2, red = _settle_hint(P, N, R, watch, hint, mod2)
+                _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R2, mod2)
+        if R2 < R:  # on orbits every reduction lowers R; on rows a vanished term does without one
+            reductions += red
+            since = 0
+        R = R2
+        if since >= plateau and R + nf + group <= max_rank:  # a plus transition leaves a plateau
+            R, nf, red, made = _walk_plus(P, N, R, nf, rng, mod2, 16, orbit, watch,
+                                          ix0, ik0, ix1, ik1, ix2, ik2, table, FP, FN, collapse)
+            if made:
+                plus += 1
+            reductions += red
+            since = 0
+    _report(out, R + nf, flips, reductions, plus, attempts)
+    return R, nf
 
 
 @njit(cache=True)
@@ -543,55 +742,7 @@ def walk(P, N, R, mod2, stop_rank, max_flips, plateau, max_rank, rng, out):
     seeds 0–3, <2,3,4> → 20 over Z: 8.9 M vs 10.0 M), so the time to a rank falls with the rate.
     """
     ix0, ik0, ix1, ik1, ix2, ik2 = _indexes(P, N, R, mod2)
-    watch = np.empty(2, np.int64)
-    hint = np.empty(2, np.int64)
-    flips = 0
-    attempts = 0
-    reductions = 0
-    plus = 0
-    since = 0
-    misses = 0
-    while R > stop_rank and flips < max_flips:
-        attempts += 1
-        r, s, u, v = _flip_ix(P, N, rng, mod2, ix0, ix1, ix2)
-        if r < 0:
-            misses += 1
-            # no flip in 16 draws (none shared, or all out of the ternary range): after a few
-            # such misses in a row the scheme is isolated (Strassen, Laderman, the naive <1,1,1>)
-            if misses > 16:
-                if R < max_rank:  # a plus transition opens flips
-                    R, red, made = _plus_settled(P, N, R, rng, mod2, 64, ix0, ik0, ix1, ik1, ix2, ik2)
-                    if made:
-                        plus += 1
-                        reductions += red
-                        misses = 0
-                        continue
-                break
-            continue
-        misses = 0
-        flips += 1
-        since += 1
-        ixu, iku = (ix0, ik0) if u == 0 else ((ix1, ik1) if u == 1 else (ix2, ik2))
-        ixv, ikv = (ix0, ik0) if v == 0 else ((ix1, ik1) if v == 1 else (ix2, ik2))
-        index_sync(ixu, iku, P, N, r, R, mod2)
-        index_sync(ixv, ikv, P, N, s, R, mod2)
-        if (_is_zero_term(P, N, r) or _is_zero_term(P, N, s)
-                or not _settled(P, N, R, r, u, mod2, ixu) or not _settled(P, N, R, s, v, mod2, ixv)):
-            watch[0] = r
-            watch[1] = s
-            hint[0] = u
-            hint[1] = v
-            R2, red = _settle_hint(P, N, R, watch, hint, mod2)
-            if R2 < R:
-                reductions += red
-                since = 0
-            R = R2
-            _rebuild3(ix0, ik0, ix1, ik1, ix2, ik2, P, N, R, mod2)
-        if since >= plateau and R < max_rank:
-            R, red, made = _plus_settled(P, N, R, rng, mod2, 16, ix0, ik0, ix1, ik1, ix2, ik2)
-            if made:
-                plus += 1
-            reductions += red
-            since = 0
-    _report(out, R, flips, reductions, plus, attempts)
+    # orbit=False: table, FP, FN are never read (P stands in for them)
+    R, _nf = _walk_loop(P, N, R, 0, mod2, False, stop_rank, max_flips, plateau, max_rank, rng, out,
+                        ix0, ik0, ix1, ik1, ix2, ik2, P, P, P, False)
     return R

@@ -2,8 +2,8 @@
 a transpose table for σ on bitmasks, the images of a row, removing an orbit, the σ-fixed test.
 
 An orbit k is rows 3k, 3k+1, 3k+2 (a row r and its images σr, σ²r). These are the orbit walk's
-primitives (``search.flips.symmetric_kernels``); they live below ``search.flips.kernel`` because the
-one settle loop there (``kernel._settle_loop``) removes orbits as well as rows.
+primitives; they live below ``search.flips.kernel`` because the one settle loop and the one walk
+loop there (``kernel._settle_loop``, ``kernel._walk_loop``) handle orbits as well as rows.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import numpy as np
 from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import FIELDS
-from search.flips.symmetric_kernels import _ZERO, _regen, _sym_settle, _tr, transpose_table
+from search.flips.kernel import _sym_settle
+from search.flips.orbits import _ZERO, _regen, _tr, transpose_table
 
 def _bit(n: int, i: int, j: int) -> np.uint64:
     return np.uint64(1) << np.uint64(i * n + j)
