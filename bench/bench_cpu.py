@@ -7,10 +7,14 @@ Each row (N, dtype) multiplies N×N by N×N:
 
 1. candidates: ``FASTMM_BENCH_CPU_PLANS`` (``algorithm:schedule[:alt]`` items, ``alt`` = the stored
    alternative basis; default ``winograd:fused,winograd:materialized,strassen:materialized,
-   winograd:materialized:alt``) at
+   winograd:materialized:alt,strassen2:fused``) at
    every allowed level count (targets: 1–2 levels, 1–3 at 16384; ``FASTMM_BENCH_CPU_LEVELS=2,3``
    keeps only those of them); each is timed once after a
-   warm-up call and the fastest is *the plan* of the row (chosen in this run, on this machine);
+   warm-up call and the fastest is *the plan* of the row (chosen in this run, on this machine).
+   Levels count halvings of the block size (2×2 splits): a <4,4,4> algorithm such as
+   ``strassen2`` (Strassen ⊗ Strassen, 49 products of N/4 blocks, one CSE over the whole product)
+   runs one recursion level where two are allowed, so every candidate of a row has leaves of the
+   same size or larger;
 2. A-B-A: ``rounds`` times (≥ 3, ``FASTMM_BENCH_CPU_ROUNDS``) torch.matmul, the plan, torch.matmul;
    the ratio of a round is mean(torch before, torch after) / plan; the row's ratio is the median;
 3. the time split of the plan (one instrumented call, any schedule): products = the time inside
@@ -45,7 +49,7 @@ from kernels import cpu_fused
 TARGETS = {(8192, "float32"): (1.20, (1, 2)), (8192, "float64"): (1.15, (1, 2)),
            (4096, "float32"): (1.05, (1, 2)), (16384, "float32"): (1.25, (1, 2, 3))}
 DEFAULT_SHAPES = "8192:float32,8192:float64,4096:float32,16384:float32"
-DEFAULT_PLANS = "winograd:fused,winograd:materialized,strassen:materialized,winograd:materialized:alt"
+DEFAULT_PLANS = "winograd:fused,winograd:materialized,strassen:materialized,winograd:materialized:alt,strassen2:fused"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -138,6 +142,19 @@ def _compile(algorithm: str, schedule: str, basis: str, levels: int):
     return compiler.compile(f, levels=levels, cutoff=1, schedule=schedule, basis=alt)
 
 
+def _recursion_levels(algorithm: str, levels: int) -> int | None:
+    """Recursion levels of ``algorithm`` that split the blocks as often as ``levels`` 2×2 levels
+    (<2^j,2^j,2^j> algorithms: levels / j), or None where no whole number does; other shapes
+    (<3,3,3>, rectangular) recurse ``levels`` times."""
+    from compiler.algebra.library import library_algorithm
+
+    m, k, n = library_algorithm(algorithm).shape
+    if m != k or k != n or m & (m - 1):
+        return levels
+    j = m.bit_length() - 1
+    return levels // j if levels % j == 0 else None
+
+
 def measure(n: int, dtype: str, rounds: int) -> dict:
     dt = getattr(torch, dtype)
     g = torch.Generator().manual_seed(n)
@@ -149,7 +166,7 @@ def measure(n: int, dtype: str, rounds: int) -> dict:
     torch.matmul(a, b)  # warm-up
     candidates = []
     for algorithm, schedule, basis in _plans():
-        for lv in levels:
+        for lv in filter(None, (_recursion_levels(algorithm, lv) for lv in levels)):
             mm = _compile(algorithm, schedule, basis, lv)
             mm(a, b)  # warm-up: compiles, and makes the workspace the module keeps (kernels.workspace)
             candidates.append((_time(lambda: mm(a, b)), algorithm, schedule, basis, lv, mm))
