@@ -48,7 +48,10 @@ class PlannerConfig:
     """Everything the planner decides with; pass a modified copy instead of patching globals."""
 
     # Library algorithms tried by default (names for compiler.algebra.library.library_algorithm).
-    algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4")
+    # "4x4x4" is Winograd², "strassen2" Strassen² as one <4,4,4;49> level: its fused schedule does
+    # one pass for what two Strassen levels do in two (fp64 8192³ on a 2-core AVX2 VM: combinations
+    # 0.30-0.33 s against 0.40-0.46 s, docs/cpu.md); tuning by use measures it beside the others.
+    algorithms: tuple[str, ...] = ("strassen", "winograd", "laderman", "4x4x4", "strassen2")
     max_levels: int = 3
     # Schedules to consider, per backend among those it declares (``Backend.schedules``); a
     # backend that offers none of them runs its default. Empty: every schedule each backend
