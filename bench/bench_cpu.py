@@ -142,17 +142,17 @@ def _compile(algorithm: str, schedule: str, basis: str, levels: int):
     return compiler.compile(f, levels=levels, cutoff=1, schedule=schedule, basis=alt)
 
 
-def _recursion_levels(algorithm: str, levels: int) -> int | None:
-    """Recursion levels of ``algorithm`` that split the blocks as often as ``levels`` 2×2 levels
-    (<2^j,2^j,2^j> algorithms: levels / j), or None where no whole number does; other shapes
-    (<3,3,3>, rectangular) recurse ``levels`` times."""
+def _recursion_levels(algorithm: str, levels: tuple[int, ...]) -> list[int]:
+    """The recursion levels of ``algorithm`` that split the blocks as often as some of ``levels``
+    2×2 levels do (<2^j,2^j,2^j> algorithms: each level count divisible by j, divided by j);
+    other shapes (<3,3,3>, rectangular) recurse ``levels`` times."""
     from compiler.algebra.library import library_algorithm
 
     m, k, n = library_algorithm(algorithm).shape
     if m != k or k != n or m & (m - 1):
-        return levels
+        return list(levels)
     j = m.bit_length() - 1
-    return levels // j if levels % j == 0 else None
+    return [lv // j for lv in levels if lv % j == 0]
 
 
 def measure(n: int, dtype: str, rounds: int) -> dict:
@@ -166,7 +166,7 @@ def measure(n: int, dtype: str, rounds: int) -> dict:
     torch.matmul(a, b)  # warm-up
     candidates = []
     for algorithm, schedule, basis in _plans():
-        for lv in filter(None, (_recursion_levels(algorithm, lv) for lv in levels)):
+        for lv in _recursion_levels(algorithm, levels):
             mm = _compile(algorithm, schedule, basis, lv)
             mm(a, b)  # warm-up: compiles, and makes the workspace the module keeps (kernels.workspace)
             candidates.append((_time(lambda: mm(a, b)), algorithm, schedule, basis, lv, mm))

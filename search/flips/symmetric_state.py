@@ -11,7 +11,6 @@ import numpy as np
 from compiler.algebra.factors import Factorization, FactorizationError, Provenance
 from search.flips import kernel as K
 from search.flips.encoding import FIELDS
-from search.flips.kernel import _sym_settle
 from search.flips.orbits import _ZERO, _regen, _tr, transpose_table
 
 def _bit(n: int, i: int, j: int) -> np.uint64:
@@ -145,7 +144,7 @@ def merge_fixed(st: SymmetricState, a: int, b: int, field: str) -> SymmetricStat
     st.FN[last] = 0
     st.nf -= 1
     # the new orbit may reduce with an old one at once (never from a naive start)
-    st.R, st.nf, _ = _sym_settle(st.P, st.N, st.R, np.array([st.R - 3], np.int64), st.FP, st.FN, st.nf, mod2, table)
+    st.R, st.nf, _ = K._sym_settle(st.P, st.N, st.R, np.array([st.R - 3], np.int64), st.FP, st.FN, st.nf, mod2, table)
     return st
 
 
