@@ -5,7 +5,9 @@ level's slots; on CPU kept between calls by ``kernels.workspace``, within ``FAST
 so a repeated product faults in no fresh pages); nothing else is allocated by fastmm inside the recursion
 (the BLAS leaves may pack internally, as torch.matmul does). ``peak_extra(...)`` is that size
 (``compiler.ir.schedule.workspace_elements``, tested equal to what ``_workspace`` allocates), in
-bytes and as a fraction of the operands and result (A + B + C). The fused schedule's C kernel adds
+bytes and as a fraction of the operands and result (A + B + C), in the CPU layout: a block row
+that is a multiple of 4 KiB long is padded by 64 bytes (``compiler.ir.schedule.row_stride``; CUDA
+blocks are dense, up to 0.4 % smaller at 2048-wide fp64 blocks). The fused schedule's C kernel adds
 one tile buffer per thread (entries × 512 elements: under 100 KiB for these algorithms).
 
     python -m compiler.memory --size 8192 --dtype float32 --levels 1 2 3 \\
@@ -45,7 +47,7 @@ def peak_extra(f: Factorization, schedule: str, M: int, K: int, N: int, levels: 
     """(bytes, fraction of A+B+C) of the workspace of one ``M×K @ K×N`` call, ``levels`` levels."""
     prog = _program or cse_program(lower(f))
     sched = make_schedule(prog, schedule)
-    extra = workspace_elements(sched, M, K, N, levels, cutoff) * itemsize
+    extra = workspace_elements(sched, M, K, N, levels, cutoff, itemsize=itemsize) * itemsize
     return extra, extra / ((M * K + K * N + M * N) * itemsize)
 
 

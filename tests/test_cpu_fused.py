@@ -85,16 +85,24 @@ def test_other_dtypes_use_torch_operations():
 @pytest.mark.parametrize("algorithm", ["strassen", "winograd", "laderman", "4x4x4"])
 @pytest.mark.parametrize("levels", [1, 2, 3])
 def test_workspace_elements_match_the_module(algorithm, levels):
-    """The stated peak extra memory is what the rendered module's ``_workspace`` allocates."""
+    """The stated peak extra memory is what the rendered module's ``_workspace`` allocates: dense
+    blocks where no row is a multiple of 4 KiB long, and with the padded rows of the CPU layout
+    (``row_stride``) where some are (fp32 K = 1024·m^levels, fp64 N = 512·p^levels)."""
     f = library_algorithm(algorithm)
     n, m, p = f.shape
-    M, K, N = n ** levels * 3 + 1, m ** levels * 2 + 1, p ** levels * 3
+    cases = [(torch.float32, n ** levels * 3 + 1, m ** levels * 2 + 1, p ** levels * 3),
+             (torch.float32, n ** levels, m ** levels * 1024, p ** levels * 3),
+             (torch.float64, n ** levels, m ** levels, p ** levels * 512)]
     for kind in ("materialized", "streaming", "fused"):
         mm = compiler.compile(f, levels=levels, cutoff=1, schedule=kind)
         _, _, sched = emit_torch.prepare(f, emit_torch.TorchConfig(schedule=kind))
-        ws = mm.module._workspace(1, M, K, N, levels, 1, torch.float32, "cpu")
-        allocated = sum(t.numel() for level in ws for t in level)
-        assert workspace_elements(sched, M, K, N, levels, 1) == allocated, (algorithm, levels, kind)
+        for dtype, M, K, N in cases:
+            ws = mm.module._workspace(1, M, K, N, levels, 1, dtype, "cpu")
+            allocated = sum(t.untyped_storage().nbytes() // dtype.itemsize for level in ws for t in level)
+            assert workspace_elements(sched, M, K, N, levels, 1, itemsize=dtype.itemsize) == allocated, (
+                algorithm, levels, kind, dtype)
+            dense = sum(t.numel() for level in ws for t in level)
+            assert workspace_elements(sched, M, K, N, levels, 1) == dense, (algorithm, levels, kind, dtype)
 
 
 def test_fused_workspace_is_bounded_by_the_operands():

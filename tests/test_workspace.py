@@ -176,3 +176,29 @@ def test_modules_allocate_through_kernels_workspace_empty():
     for schedule in ("materialized", "streaming", "fused"):
         text = compiler.compile("strassen", levels=2, cutoff=1, schedule=schedule).source
         assert "torch.empty" not in text and "_workspaces.empty(" in text
+
+
+@pytest.mark.parametrize("schedule", ["materialized", "streaming", "fused"])
+@pytest.mark.parametrize("algorithm,levels", [("strassen", 2), ("winograd", 1), ("4x4x4", 1)])
+def test_padded_workspace_rows_are_bit_exact(algorithm, levels, schedule):
+    """Rows of 4 KiB multiples (fp64 blocks 512 wide) are padded on CPU (``row_stride``); every
+    schedule reads and writes those blocks through their strides: exact on small integers."""
+    mm = compiler.compile(algorithm, levels=levels, cutoff=1, schedule=schedule)
+    k = {"4x4x4": 4}.get(algorithm, 2) ** levels * 512
+    a, b = _ints(8, k, seed=1), _ints(k, k + 3, seed=2)  # N: padded core, a peeled strip
+    ws = mm.module._workspace(1, 8, k, k + 3, levels, 1, torch.float64, "cpu")
+    assert any(t.stride(-2) != t.shape[-1] for level in ws for t in level)
+    assert torch.equal(mm(a, b), a @ b)
+
+
+def test_padded_alternative_basis_is_bit_exact():
+    """The alternative-basis module's transform buffers get the padded rows as well."""
+    from compiler.algebra.library import library_algorithm
+    from compiler.codegen.emit_altbasis import stored_altbasis
+
+    alt = stored_altbasis(library_algorithm("winograd"))
+    mm = compiler.compile("winograd", levels=2, cutoff=1, schedule="materialized", basis=alt)
+    a, b = _ints(16, 2048, seed=3), _ints(2048, 1024, seed=4)
+    assert torch.equal(mm(a, b), a @ b)
+    (xt, yt, ct, _), = [ws for ws, _ in workspace._kept.values()]  # kept by the call (CPU, no autograd)
+    assert xt.stride(-2) == 2048 + 8 and yt.stride(-2) == 1024 + 8 and ct.stride(-2) == 1024 + 8

@@ -33,7 +33,8 @@ from compiler.ir.cse import DEFAULT_RESTARTS, cse_program, effort_of
 from compiler.algebra.factors import Factorization
 from compiler.ir.program import Program
 from compiler.ir.lower import lower
-from compiler.ir.schedule import KINDS, BatchedProduct, Combine, Fused, Product, Ref, Schedule, make_schedule
+from compiler.ir.schedule import (KINDS, ROW_ALIAS_BYTES, ROW_PAD_BYTES, BatchedProduct, Combine, Fused, Product, Ref,
+                                  Schedule, make_schedule)
 from compiler.codegen.generated import GeneratedSource, source_filename
 from compiler.codegen.provenance import fastmm_version, options_text, template_hash
 from compiler.codegen.validate import check_torch_ops
@@ -247,7 +248,8 @@ def module_context(f: Factorization, config: TorchConfig, source: str, plain: Pr
         name=f.label(), n=n, m=m, p=p, rank=prog.rank, digest=f.digest, kind=sched.kind, plan=plan,
         plan_text=plan_text, additions_naive=plain.additions().total, additions_cse=prog.additions().total,
         levels=config.levels, cutoff=config.cutoff, steps=steps, blocks=_blocks(prog), tables=_tables(steps),
-        fastmm_version=fastmm_version(), template_hash=template_hash(template), options=options_text(config))
+        fastmm_version=fastmm_version(), template_hash=template_hash(template), options=options_text(config),
+        row_alias=ROW_ALIAS_BYTES, row_pad=ROW_PAD_BYTES)
 
 
 def emit(f: Factorization, config: TorchConfig = TorchConfig(), source: str = "",

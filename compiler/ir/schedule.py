@@ -49,11 +49,22 @@ caller, never inside the recursion):
   c-blocks and 3 slots), independent of the depth below.
 
 ``workspace_elements(schedule, M, K, N, levels, cutoff)`` is the peak extra memory (in elements)
-of the rendered module's ``_workspace`` for one call: every level's slots, allocated once.
+of the rendered module's ``_workspace`` for one call: every level's slots, allocated once; with
+``itemsize``, in the CPU layout, whose rows are padded by ``row_stride``.
+
+``row_stride(cols, itemsize)`` is the row stride of a CPU workspace block ``cols`` wide: one
+cache line (``ROW_PAD_BYTES``) more where a row is a multiple of ``ROW_ALIAS_BYTES`` (4 KiB) long.
+A BLAS leaf packs panels of consecutive rows; with a power-of-two leading dimension those rows
+fall into the same cache sets. Measured on a 2-core AVX2 EPYC with MKL (torch 2.13, one
+``torch.mm`` of square blocks, medians): fp64 2048³ 92–95 GFLOP/s with rows of 2048 elements
+against 95–98 with 2048 + 8, fp64 1024³ 80 against 85, fp32 2048³ 189–194 against 194–201;
+rows of 1536 or 3072 fp64 (12 and 24 KiB) lost nothing unpadded and nothing padded. The padding
+costs 64 B per row (0.4 % of a 2048-wide fp64 block). On CUDA the blocks stay dense (not measured
+there). The templates render these constants into ``_block`` (``templates/torch_module.jinja``).
 
 Public API: ``Ref``, ``Term``, ``Combine``, ``Product``, ``BatchedProduct``, ``Fused``, ``MemoryPlan``,
 ``Schedule``, ``materialized``, ``streaming``, ``fused``, ``make_schedule(program, kind)``,
-``workspace_elements``, ``KINDS``.
+``workspace_elements``, ``row_stride``, ``ROW_ALIAS_BYTES``, ``ROW_PAD_BYTES``, ``KINDS``.
 """
 
 from __future__ import annotations
@@ -125,6 +136,18 @@ class Fused:
 Step = Union[Combine, Product, BatchedProduct, Fused]
 
 
+#: a CPU workspace row that is a multiple of ROW_ALIAS_BYTES long gets ROW_PAD_BYTES more (module docstring)
+ROW_ALIAS_BYTES = 4096
+ROW_PAD_BYTES = 64
+
+
+def row_stride(cols: int, itemsize: int) -> int:
+    """Elements from one row of a CPU workspace block ``cols`` wide to the next (module docstring)."""
+    if cols > 0 and cols * itemsize % ROW_ALIAS_BYTES == 0:
+        return cols + max(1, ROW_PAD_BYTES // itemsize)
+    return cols
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """Workspace slots per space; ``stacked``: S, T, P hold R blocks each (streaming);
@@ -138,11 +161,14 @@ class MemoryPlan:
     rank: int
     scratch: int = 1
 
-    def elements(self, bm: int, bk: int, bn: int, batch: int = 1) -> int:
-        """Workspace elements for blocks bm×bk (a), bk×bn (b), bm×bn (c) at one level."""
-        per = self.wa * bm * bk + self.wb * bk * bn + (self.wc + self.scratch) * bm * bn
+    def elements(self, bm: int, bk: int, bn: int, batch: int = 1, itemsize: int | None = None) -> int:
+        """Workspace elements for blocks bm×bk (a), bk×bn (b), bm×bn (c) at one level; with
+        ``itemsize``, rows padded as on CPU (``row_stride``)."""
+        ld = (lambda cols: cols) if itemsize is None else (lambda cols: row_stride(cols, itemsize))
+        sa, sb, sc = bm * ld(bk), bk * ld(bn), bm * ld(bn)
+        per = self.wa * sa + self.wb * sb + (self.wc + self.scratch) * sc
         if self.stacked:
-            per += self.rank * (bm * bk + bk * bn + bm * bn)
+            per += self.rank * (sa + sb + sc)
         return per * batch
 
 
@@ -499,17 +525,19 @@ def fused(program: Program) -> Schedule:
     return Schedule("fused", program, tuple(steps), plan, product_comments(program))
 
 
-def workspace_elements(schedule: Schedule, M: int, K: int, N: int, levels: int, cutoff: int, batch: int = 1) -> int:
+def workspace_elements(schedule: Schedule, M: int, K: int, N: int, levels: int, cutoff: int, batch: int = 1,
+                       itemsize: int | None = None) -> int:
     """Peak extra elements of one call of the rendered module (its ``_workspace``: every level's
     slots, allocated once before the recursion); a level applies while M, K, N reach the block
-    shape and min(M, K, N) >= cutoff, as in the module."""
+    shape and min(M, K, N) >= cutoff, as in the module. With ``itemsize``: the CPU layout, rows
+    padded by ``row_stride``; without: the dense blocks (CUDA)."""
     n, m, p = schedule.program.shape
     total = 0
     for _ in range(levels):
         if not (M >= n and K >= m and N >= p and min(M, K, N) >= cutoff):
             break
         bm, bk, bn = M // n, K // m, N // p
-        total += schedule.plan.elements(bm, bk, bn, batch)
+        total += schedule.plan.elements(bm, bk, bn, batch, itemsize)
         if schedule.plan.stacked:
             batch *= schedule.program.rank
         M, K, N = bm, bk, bn
