@@ -26,16 +26,25 @@ otherwise. What is kept is bounded:
 ``release()`` (also ``fastmm.release_workspaces()``) frees everything kept, in every thread.
 ``kept_bytes()`` says how much is held now.
 
-``empty(shape, dtype, device)`` is ``torch.empty`` for the result and the workspace: on Linux CPU
-a block of at least 2 MiB is advised for transparent huge pages (``madvise(MADV_HUGEPAGE)``, which
-takes effect where ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``).
-The result of every call is fresh memory (the caller owns it), and the leaf products fault its
-pages in while they write it. Measured on the same EPYC (fp64 8192³, Strassen 2 levels): the
-leaves that first wrote a 4096² quadrant of the result took 0.21–0.24 s against 0.18–0.19 s for
-the others, and first touch of 512 MB took 0.105 s in 4 KiB pages against 0.04 s in huge pages;
-huge pages also cut the TLB misses of a leaf reading a view with leading dimension 8192
-(0.1905 → 0.1866 s per 2048³ fp64 product). Elsewhere (CUDA, macOS, Windows, tracing, small
-blocks) it is plain ``torch.empty``.
+``empty(shape, dtype, device)`` is ``torch.empty`` for the workspace: on Linux CPU a block of at
+least 4 MiB is advised for transparent huge pages (``madvise(MADV_HUGEPAGE)``, which takes effect
+where ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``). The workspace
+is kept between calls, so its pages are faulted in once. Measured on a 2-core AVX2 EPYC: first
+touch of 512 MB took 0.105 s in 4 KiB pages against 0.04 s in huge pages, and huge pages cut the
+TLB misses of a leaf reading a view with leading dimension 8192 (0.1905 → 0.1866 s per 2048³ fp64
+product). Elsewhere (CUDA, macOS, Windows, tracing, small blocks) it is plain ``torch.empty``.
+
+``result(shape, dtype, device)`` is plain ``torch.empty``, never advised, for the result of every
+call: fresh memory the caller owns, faulted in by the leaf products that first write it, as
+torch.matmul's own result is. Advised, its huge pages cost more than they save wherever free
+memory is fragmented, as after any other large allocation was freed: where ``defrag`` is
+``madvise`` (this EPYC's default) a fault in an advised region compacts memory synchronously, in
+the leaf that faults it. Measured there (fp64 8192³, Strassen ⊗ Strassen fused, each call right
+after a torch.matmul): the four leaves that first wrote a 2048-row band of an advised result
+took 0.33–0.35 s against 0.18 s for the others, and whole calls took 9.54–9.70 s advised against
+9.11–9.21 s plain (zero-filling it first on torch's threads: 9.13–9.65 s plain, 9.63–9.91 s advised).
+Right after another fastmm call, whose freed huge pages lay ready, the two were equal (8.97–9.23 s
+against 9.05–9.18 s).
 """
 
 from __future__ import annotations
@@ -99,6 +108,11 @@ def empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     if t.device.type == "cpu" and t.numel() * t.element_size() >= 2 * HUGE_PAGE:
         advise_huge_pages(t)
     return t
+
+
+def result(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.empty(shape)`` for the result of a call: never advised for huge pages (module docstring)."""
+    return torch.empty(shape, dtype=dtype, device=device)
 
 
 def budget() -> int:

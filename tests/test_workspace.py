@@ -170,12 +170,21 @@ def test_empty_under_a_fake_tensor_tracer_touches_no_memory():
             assert t.shape == (2048, 2048) and not workspace.advise_huge_pages(t)
 
 
-def test_modules_allocate_through_kernels_workspace_empty():
-    """The result and the workspace of every torch module come from ``workspace.empty`` (huge pages
-    on Linux CPU); a module whose text still calls torch.empty would lose that silently."""
+def test_modules_allocate_through_kernels_workspace():
+    """The workspace of every torch module comes from ``workspace.empty`` (huge pages on Linux
+    CPU) and the result from ``workspace.result`` (never advised); a module whose text called
+    torch.empty itself would lose that silently."""
     for schedule in ("materialized", "streaming", "fused"):
         text = compiler.compile("strassen", levels=2, cutoff=1, schedule=schedule).source
         assert "torch.empty" not in text and "_workspaces.empty(" in text
+        assert text.count("_workspaces.result(") == 1 and "out = _workspaces.result((B, M, N)" in text
+    alt = compiler.compile("winograd", levels=1, cutoff=1, basis="auto").source
+    assert "torch.empty" not in alt and alt.count("_workspaces.result(") == 1
+
+
+def test_result_is_plain_torch_empty():
+    t = workspace.result((3, 4), torch.float64, torch.device("cpu"))
+    assert t.shape == (3, 4) and t.dtype == torch.float64 and t.is_contiguous()
 
 
 @pytest.mark.parametrize("schedule", ["materialized", "streaming", "fused"])
