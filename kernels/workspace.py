@@ -103,7 +103,7 @@ def advise_huge_pages(t: torch.Tensor) -> bool:
 
 
 def empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.empty(shape)``, advised for huge pages where it is a CPU block of ≥ 2 MiB (module docstring)."""
+    """``torch.empty(shape)``, advised for huge pages where it is a CPU block of ≥ 4 MiB (module docstring)."""
     t = torch.empty(shape, dtype=dtype, device=device)
     if t.device.type == "cpu" and t.numel() * t.element_size() >= 2 * HUGE_PAGE:
         advise_huge_pages(t)

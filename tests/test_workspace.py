@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import compiler
+from compiler.algebra.library import library_algorithm
 from kernels import workspace
 
 
@@ -200,9 +201,31 @@ def test_padded_workspace_rows_are_bit_exact(algorithm, levels, schedule):
     assert torch.equal(mm(a, b), a @ b)
 
 
+@pytest.mark.parametrize("schedule", ["materialized", "streaming", "fused"])
+def test_padded_rows_outside_the_library_are_bit_exact(schedule):
+    """The same on algorithms the library does not hold: Strassen under a random unimodular change
+    of basis (entries up to 20), and its Kronecker product with Winograd (<4,4,4;49>), one level,
+    fp64 blocks 512 wide (padded). Entries in [-1, 1] and K = 1024 or 2048 keep every partial sum
+    far below 2**53 (``stored_bound``), so float64 is exact."""
+    import numpy as np
+    from _exactness import EXACT_INTEGERS, random_unimodular, stored_bound
+
+    s = library_algorithm("strassen")
+    changed = compiler.change_basis(s, *(random_unimodular(np.random.default_rng(7), d, 20) for d in s.shape))
+    for f in (changed, compiler.kron(changed, library_algorithm("winograd"))):
+        k = f.shape[1] * 512
+        assert stored_bound(f, 1, k, 1) <= EXACT_INTEGERS["float64"]
+        mm = compiler.compile(f, levels=1, cutoff=1, schedule=schedule)
+        g = torch.Generator().manual_seed(5)
+        a = torch.randint(-1, 2, (8, k), generator=g).double()
+        b = torch.randint(-1, 2, (k, f.shape[2] * 512 + 1), generator=g).double()
+        ws = mm.module._workspace(1, 8, k, b.shape[1], 1, 1, torch.float64, "cpu")
+        assert any(t.stride(-2) != t.shape[-1] for level in ws for t in level)
+        assert torch.equal(mm(a, b), a @ b), (f.label(), schedule)
+
+
 def test_padded_alternative_basis_is_bit_exact():
     """The alternative-basis module's transform buffers get the padded rows as well."""
-    from compiler.algebra.library import library_algorithm
     from compiler.codegen.emit_altbasis import stored_altbasis
 
     alt = stored_altbasis(library_algorithm("winograd"))
